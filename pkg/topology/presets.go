@@ -1,0 +1,96 @@
+package topology
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Names of the built-in level lists.
+const (
+	PresetTandem    = "tandem"
+	PresetGKE       = "gke"
+	PresetEKS       = "eks"
+	PresetTopograph = "topograph"
+	PresetGFD       = "gfd"
+)
+
+// presets builds each preset afresh, so callers may modify what they get.
+func presets() map[string]func() Levels {
+	return map[string]func() Levels{
+		PresetTandem: DefaultLevels,
+
+		// GKE labels GPU nodes in compact placement with the block and
+		// sub-block of the reservation they run in; Kueue's GKE topology
+		// uses the same keys. The NVLink-domain level comes from the tandem
+		// agent, which reads it from the GPUs themselves (on A4X the
+		// sub-block is also the NVL72 rack).
+		PresetGKE: func() Levels {
+			return Levels{
+				{Name: LevelZone, Key: LabelZone, Bandwidth: zoneBandwidth},
+				{Name: LevelSpine, Key: "cloud.google.com/gce-topology-block", Bandwidth: spineBandwidth},
+				{Name: LevelLeaf, Key: "cloud.google.com/gce-topology-subblock", Bandwidth: leafBandwidth},
+				{Name: LevelNVLinkDomain, Key: LabelNVLinkDomain, Bandwidth: nvlinkBandwidth},
+			}
+		},
+
+		// EKS labels nodes with the EC2 instance topology: layer 1 is the
+		// network node farthest from the instance, layer 3 the one it
+		// attaches to. Instance types with a fourth layer get
+		// network-node-layer-4 as well, which this preset ignores, so on
+		// them "leaf" is one switch above the real one. The NVLink-domain
+		// level comes from the tandem agent.
+		PresetEKS: func() Levels {
+			return Levels{
+				{Name: LevelZone, Key: LabelZone, Bandwidth: zoneBandwidth},
+				{Name: "network-layer-1", Key: "topology.k8s.aws/network-node-layer-1", Bandwidth: zoneBandwidth},
+				{Name: LevelSpine, Key: "topology.k8s.aws/network-node-layer-2", Bandwidth: spineBandwidth},
+				{Name: LevelLeaf, Key: "topology.k8s.aws/network-node-layer-3", Bandwidth: leafBandwidth},
+				{Name: LevelNVLinkDomain, Key: LabelNVLinkDomain, Bandwidth: nvlinkBandwidth},
+			}
+		},
+
+		// NVIDIA Topograph's Kubernetes engine, with the default keys of
+		// its current source (pkg/topology: KeyFabricTierPrefix and
+		// KeyTopologyAccelerator): fabric tier 0 is the switch closest to
+		// the node. Older releases used other keys (block/spine/datacenter,
+		// then leaf/spine/core) and the keys are configurable in its Helm
+		// chart, so clusters on those should list their levels explicitly.
+		PresetTopograph: func() Levels {
+			return Levels{
+				{Name: LevelZone, Key: LabelZone, Bandwidth: zoneBandwidth},
+				{Name: "core", Key: "network.topology.nvidia.com/tier-2", Bandwidth: zoneBandwidth},
+				{Name: LevelSpine, Key: "network.topology.nvidia.com/tier-1", Bandwidth: spineBandwidth},
+				{Name: LevelLeaf, Key: "network.topology.nvidia.com/tier-0", Bandwidth: leafBandwidth},
+				{Name: LevelNVLinkDomain, Key: "network.topology.nvidia.com/accelerator", Bandwidth: nvlinkBandwidth},
+			}
+		},
+
+		// NVIDIA GPU Feature Discovery (GPU Operator) sets nvidia.com/gpu.clique
+		// to "<cluster UUID>.<clique id>" on multi-node NVLink systems such
+		// as GB200 NVL72. The network levels come from the tandem agent.
+		PresetGFD: func() Levels {
+			return Levels{
+				{Name: LevelZone, Key: LabelZone, Bandwidth: zoneBandwidth},
+				{Name: LevelSpine, Key: LabelSpine, Bandwidth: spineBandwidth},
+				{Name: LevelLeaf, Key: LabelLeaf, Bandwidth: leafBandwidth},
+				{Name: LevelNVLinkDomain, Key: "nvidia.com/gpu.clique", Bandwidth: nvlinkBandwidth},
+			}
+		},
+	}
+}
+
+// PresetLevels returns the built-in level list called name.
+func PresetLevels(name string) (Levels, error) {
+	build, ok := presets()[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown level preset %q; known presets are %s", name, strings.Join(PresetNames(), ", "))
+	}
+	return build(), nil
+}
+
+// PresetNames returns the names PresetLevels accepts, sorted.
+func PresetNames() []string {
+	return slices.Sorted(maps.Keys(presets()))
+}
