@@ -1,0 +1,67 @@
+package v1
+
+import (
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Defaults, exported so that tests and docs quote the same values.
+const (
+	DefaultGPUResourceName              = "nvidia.com/gpu"
+	DefaultIslandPolicy    IslandPolicy = "Required"
+	// NCCL and UCX use GPUDirect RDMA only at or below PXB.
+	DefaultMaxPCIeLevel   PCIeLevel      = "PXB"
+	DefaultMaxTopologyAge                = 5 * time.Minute
+	DefaultLevelPreset                   = "tandem"
+	DefaultSameNode       SameNodePolicy = "Prefer"
+
+	DefaultIslandFitWeight    int32 = 3
+	DefaultNICProximityWeight int32 = 2
+	DefaultNICBandwidthWeight int32 = 1
+)
+
+// DefaultRDMAResourceNames are the extended resources the common RDMA device
+// plugins advertise: the shared-device plugin, the SR-IOV plugin's default
+// InfiniBand pool, and the NVIDIA Network Operator's host-device pool.
+func DefaultRDMAResourceNames() []string {
+	return []string{"rdma/rdma_shared_device_a", "rdma/ib", "nvidia.com/hostdev"}
+}
+
+// SetDefaults_NVLinkTopoArgs fills the unset fields of NVLinkTopoArgs.
+func SetDefaults_NVLinkTopoArgs(args *NVLinkTopoArgs) {
+	if args.GPUResourceName == "" {
+		args.GPUResourceName = DefaultGPUResourceName
+	}
+	if args.RDMAResourceNames == nil {
+		args.RDMAResourceNames = DefaultRDMAResourceNames()
+	}
+	if args.IslandPolicy == "" {
+		args.IslandPolicy = DefaultIslandPolicy
+	}
+	if args.MaxPCIeLevel == "" {
+		args.MaxPCIeLevel = DefaultMaxPCIeLevel
+	}
+	if args.MaxTopologyAge == nil {
+		args.MaxTopologyAge = &metav1.Duration{Duration: DefaultMaxTopologyAge}
+	}
+	setWeight(&args.ScoreWeights.IslandFit, DefaultIslandFitWeight)
+	setWeight(&args.ScoreWeights.NICProximity, DefaultNICProximityWeight)
+	setWeight(&args.ScoreWeights.NICBandwidth, DefaultNICBandwidthWeight)
+}
+
+func setWeight(w **int32, v int32) {
+	if *w == nil {
+		*w = &v
+	}
+}
+
+// SetDefaults_PDAffinityArgs fills the unset fields of PDAffinityArgs.
+func SetDefaults_PDAffinityArgs(args *PDAffinityArgs) {
+	if args.LevelPreset == "" && len(args.Levels) == 0 {
+		args.LevelPreset = DefaultLevelPreset
+	}
+	if args.SameNode == "" {
+		args.SameNode = DefaultSameNode
+	}
+}

@@ -1,0 +1,78 @@
+package v1
+
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// IslandPolicy says whether a multi-GPU pod must get its GPUs on one NVLink
+// island: Required, Preferred or Ignore.
+type IslandPolicy string
+
+// PCIeLevel is a GPU-to-NIC PCIe distance, nearest first: PIX, PXB, PHB, NODE, SYS.
+type PCIeLevel string
+
+// NVLinkTopoScoreWeights weigh the parts of nvlinktopo's score.
+type NVLinkTopoScoreWeights struct {
+	// IslandFit rewards the node where the pod fills an island best.
+	IslandFit *int32 `json:"islandFit,omitempty"`
+	// NICProximity rewards closer NICs (PIX over PXB).
+	NICProximity *int32 `json:"nicProximity,omitempty"`
+	// NICBandwidth rewards more NIC bandwidth per GPU.
+	NICBandwidth *int32 `json:"nicBandwidth,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// NVLinkTopoArgs configures the nvlinktopo plugin.
+type NVLinkTopoArgs struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// GPUResourceName is the extended resource a pod requests GPUs by.
+	// Default: nvidia.com/gpu.
+	GPUResourceName string `json:"gpuResourceName,omitempty"`
+	// RDMAResourceNames are the extended resources that mark a pod as needing
+	// RDMA. Default: rdma/rdma_shared_device_a, rdma/ib, nvidia.com/hostdev.
+	RDMAResourceNames []string `json:"rdmaResourceNames,omitempty"`
+	// IslandPolicy applies to pods that request more than one GPU.
+	// Default: Required.
+	IslandPolicy IslandPolicy `json:"islandPolicy,omitempty"`
+	// MaxPCIeLevel is the farthest GPU-to-NIC level at which GPUDirect RDMA
+	// is used. Default: PXB, where NCCL and UCX stop using it.
+	MaxPCIeLevel PCIeLevel `json:"maxPCIeLevel,omitempty"`
+	// MaxTopologyAge is how old a NodeTopology heartbeat may be before the
+	// node is treated as having no topology. Default: 5m.
+	MaxTopologyAge *metav1.Duration `json:"maxTopologyAge,omitempty"`
+	// ScoreWeights weigh the parts of the score. Default: 3, 2, 1.
+	ScoreWeights NVLinkTopoScoreWeights `json:"scoreWeights,omitempty"`
+}
+
+// TopologyLevel is one level of the network and NVLink hierarchy.
+type TopologyLevel struct {
+	// Name is a short name: zone, spine, leaf, nvlink-domain.
+	Name string `json:"name"`
+	// NodeLabel is the node label key that holds a node's domain at this level.
+	NodeLabel string `json:"nodeLabel"`
+	// Bandwidth is the per-stream KV-transfer bandwidth in bytes per second
+	// when two pods share this level and no finer one, e.g. "50G".
+	Bandwidth resource.Quantity `json:"bandwidth"`
+}
+
+// SameNodePolicy says whether a prefill and its decode may share a node:
+// Prefer, Allow or Forbid.
+type SameNodePolicy string
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// PDAffinityArgs configures the pdaffinity plugin.
+type PDAffinityArgs struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// LevelPreset names a built-in level list, used when Levels is empty.
+	// Default: tandem.
+	LevelPreset string `json:"levelPreset,omitempty"`
+	// Levels, coarse to fine, override LevelPreset.
+	Levels []TopologyLevel `json:"levels,omitempty"`
+	// SameNode is the same-node pairing policy. Default: Prefer.
+	SameNode SameNodePolicy `json:"sameNode,omitempty"`
+}

@@ -1,0 +1,430 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// +genclient
+// +genclient:nonNamespaced
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=ntopo
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="GPUs",type=integer,JSONPath=`.status.gpuCount`
+// +kubebuilder:printcolumn:name="NICs",type=integer,JSONPath=`.status.nicCount`
+// +kubebuilder:printcolumn:name="NVLink-Domain",type=string,JSONPath=`.status.nvlinkDomain`
+// +kubebuilder:printcolumn:name="Leaf",type=string,JSONPath=`.status.leaf`
+// +kubebuilder:printcolumn:name="GPUDirect",type=boolean,JSONPath=`.status.gpuDirectRDMA.ready`
+// +kubebuilder:printcolumn:name="Heartbeat",type=date,JSONPath=`.status.lastHeartbeatTime`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// NodeTopology is the GPU, NVLink, NIC and fabric picture of one node. It is
+// named after the node, owned by the Node object (so it is garbage-collected
+// with it), and written only by that node's tandem agent. Everything in it is
+// observed state, so it lives in status.
+type NodeTopology struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +optional
+	Status NodeTopologyStatus `json:"status,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+
+// NodeTopologyList is a list of NodeTopology objects.
+type NodeTopologyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []NodeTopology `json:"items"`
+}
+
+// The bounds below are generous for today's hardware (8 GPUs and 8-10 NICs on
+// an HGX board, 4 GPUs per GB200 tray) and keep CEL rule costs bounded.
+const (
+	MaxGPUs    = 64
+	MaxNICs    = 64
+	MaxNVLinks = 18
+)
+
+// NodeTopologyStatus is what the agent observed on the node.
+// +kubebuilder:validation:XValidation:rule="self.gpuCount == (has(self.gpus) ? size(self.gpus) : 0)",message="gpuCount must equal the number of gpus"
+// +kubebuilder:validation:XValidation:rule="self.nicCount == (has(self.nics) ? size(self.nics) : 0)",message="nicCount must equal the number of nics"
+type NodeTopologyStatus struct {
+	// GPUCount is the number of GPUs listed; kept beside the list for printer columns.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=64
+	GPUCount int32 `json:"gpuCount"`
+
+	// NICCount is the number of RDMA NICs listed; kept beside the list for printer columns.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=64
+	NICCount int32 `json:"nicCount"`
+
+	// GPUs on the node, one entry per physical GPU.
+	// +optional
+	// +listType=map
+	// +listMapKey=index
+	// +kubebuilder:validation:MaxItems=64
+	GPUs []GPU `json:"gpus,omitempty"`
+
+	// NVLinkIslands partitions the GPUs into sets joined by NVLink: all GPUs
+	// behind one NVSwitch, the pairs of an NVL bridge board, or a single GPU
+	// with no NVLink.
+	// +optional
+	// +listType=map
+	// +listMapKey=id
+	// +kubebuilder:validation:MaxItems=64
+	NVLinkIslands []NVLinkIsland `json:"nvlinkIslands,omitempty"`
+
+	// NICs are the node's RDMA-capable network devices.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
+	NICs []NIC `json:"nics,omitempty"`
+
+	// PCIePaths is the GPU-to-NIC PCIe level matrix, one entry per (GPU, NIC)
+	// pair, as `nvidia-smi topo -m` and NCCL define the levels.
+	// +optional
+	// +listType=map
+	// +listMapKey=gpu
+	// +listMapKey=nic
+	// +kubebuilder:validation:MaxItems=4096
+	PCIePaths []PCIePath `json:"pciePaths,omitempty"`
+
+	// NVLinkDomain is the node's NVLink domain: the multi-node NVLink clique
+	// (cluster UUID and clique id) on GB200 NVL72, or the node itself where
+	// NVLink stops at the board. Empty when the GPUs have no NVLink.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	NVLinkDomain string `json:"nvlinkDomain,omitempty"`
+
+	// Leaf is the leaf switch most of the node's NICs attach to.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Leaf string `json:"leaf,omitempty"`
+
+	// Spine is the spine or block above the leaf, where a source reports it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Spine string `json:"spine,omitempty"`
+
+	// GPUDirectRDMA says whether a NIC can read and write GPU memory directly,
+	// and why not when it cannot.
+	// +optional
+	GPUDirectRDMA GPUDirectRDMA `json:"gpuDirectRDMA,omitempty"`
+
+	// AllocatedGPUs are the UUIDs of the GPUs the kubelet has assigned to
+	// containers, from its pod-resources API.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	AllocatedGPUs []string `json:"allocatedGPUs,omitempty"`
+
+	// LastHeartbeatTime is when the agent last confirmed this picture, whether
+	// or not anything changed. The scheduler treats an older one as stale.
+	// +optional
+	LastHeartbeatTime metav1.Time `json:"lastHeartbeatTime,omitempty"`
+
+	// Conditions report discovery problems (no driver, a GPU fallen off the
+	// bus, an unreadable sysfs file) without losing what was discovered.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// MIGMode is whether a GPU is partitioned into MIG instances.
+// +kubebuilder:validation:Enum=Disabled;Enabled
+type MIGMode string
+
+const (
+	MIGDisabled MIGMode = "Disabled"
+	MIGEnabled  MIGMode = "Enabled"
+)
+
+// GPU is one physical GPU.
+type GPU struct {
+	// Index is the NVML device index.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=63
+	Index int32 `json:"index"`
+
+	// UUID is the NVML UUID, as device plugins and the kubelet name the GPU.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	UUID string `json:"uuid"`
+
+	// PCIBusID in sysfs form, domain:bus:device.function in lower case.
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`
+	PCIBusID string `json:"pciBusID"`
+
+	// NUMANode the GPU is attached to; -1 when the platform does not say.
+	// +optional
+	// +kubebuilder:validation:Minimum=-1
+	NUMANode int32 `json:"numaNode,omitempty"`
+
+	// Model is the product name NVML reports.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Model string `json:"model,omitempty"`
+
+	// MemoryMiB is the framebuffer size.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	MemoryMiB int64 `json:"memoryMiB,omitempty"`
+
+	// MIGMode is the current MIG mode.
+	// +optional
+	MIGMode MIGMode `json:"migMode,omitempty"`
+
+	// NVLinks are the GPU's NVLink links, active or not.
+	// +optional
+	// +listType=map
+	// +listMapKey=link
+	// +kubebuilder:validation:MaxItems=18
+	NVLinks []NVLink `json:"nvlinks,omitempty"`
+
+	// NVLinkPeers are the indexes of the GPUs on this node this GPU reaches
+	// over NVLink with P2P enabled.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	NVLinkPeers []int32 `json:"nvlinkPeers,omitempty"`
+
+	// Island is the id of the NVLink island this GPU belongs to.
+	// +kubebuilder:validation:Minimum=0
+	Island int32 `json:"island"`
+
+	// Fabric is the multi-node NVLink fabric state, on GPUs that have one.
+	// +optional
+	Fabric *GPUFabric `json:"fabric,omitempty"`
+}
+
+// NVLinkState is whether an NVLink link is up.
+// +kubebuilder:validation:Enum=Active;Inactive
+type NVLinkState string
+
+const (
+	NVLinkActive   NVLinkState = "Active"
+	NVLinkInactive NVLinkState = "Inactive"
+)
+
+// NVLinkRemote is what sits at the far end of an NVLink link.
+// +kubebuilder:validation:Enum=GPU;NVSwitch;Unknown
+type NVLinkRemote string
+
+const (
+	NVLinkRemoteGPU      NVLinkRemote = "GPU"
+	NVLinkRemoteNVSwitch NVLinkRemote = "NVSwitch"
+	NVLinkRemoteUnknown  NVLinkRemote = "Unknown"
+)
+
+// NVLink is one NVLink link of a GPU.
+type NVLink struct {
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=17
+	Link  int32       `json:"link"`
+	State NVLinkState `json:"state"`
+	// +optional
+	RemoteType NVLinkRemote `json:"remoteType,omitempty"`
+	// RemotePCIBusID is the far end's PCI id in sysfs form.
+	// +optional
+	// +kubebuilder:validation:MaxLength=16
+	RemotePCIBusID string `json:"remotePCIBusID,omitempty"`
+}
+
+// FabricState is the multi-node NVLink fabric registration state NVML reports.
+// +kubebuilder:validation:Enum=NotSupported;NotStarted;InProgress;Completed
+type FabricState string
+
+const (
+	FabricNotSupported FabricState = "NotSupported"
+	FabricNotStarted   FabricState = "NotStarted"
+	FabricInProgress   FabricState = "InProgress"
+	FabricCompleted    FabricState = "Completed"
+)
+
+// GPUFabric is a GPU's place in a multi-node NVLink fabric (GB200 NVL72).
+type GPUFabric struct {
+	// ClusterUUID identifies the NVLink domain (the rack).
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	ClusterUUID string `json:"clusterUUID,omitempty"`
+	// CliqueID identifies the partition of the domain the GPU may talk to.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	CliqueID int64 `json:"cliqueID,omitempty"`
+	State    FabricState `json:"state"`
+	// Status is the fabric manager's health summary, where NVML gives one.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Status string `json:"status,omitempty"`
+}
+
+// NVLinkIsland is a set of GPUs joined by NVLink.
+type NVLinkIsland struct {
+	// +kubebuilder:validation:Minimum=0
+	ID int32 `json:"id"`
+	// GPUs are the indexes of the island's GPUs.
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	GPUs []int32 `json:"gpus"`
+}
+
+// LinkLayer is the RDMA link layer of a NIC port.
+// +kubebuilder:validation:Enum=IB;RoCE
+type LinkLayer string
+
+const (
+	LinkLayerInfiniBand LinkLayer = "IB"
+	LinkLayerRoCE       LinkLayer = "RoCE"
+)
+
+// PortState is an RDMA port's logical state, as sysfs reports it.
+// +kubebuilder:validation:Enum=Down;Init;Armed;Active;ActiveDefer;Unknown
+type PortState string
+
+const (
+	PortDown        PortState = "Down"
+	PortInit        PortState = "Init"
+	PortArmed       PortState = "Armed"
+	PortActive      PortState = "Active"
+	PortActiveDefer PortState = "ActiveDefer"
+	PortUnknown     PortState = "Unknown"
+)
+
+// LeafSource says how the agent learnt a NIC's leaf switch.
+// +kubebuilder:validation:Enum=static;label;lldp;infiniband
+type LeafSource string
+
+const (
+	LeafSourceStatic     LeafSource = "static"
+	LeafSourceLabel      LeafSource = "label"
+	LeafSourceLLDP       LeafSource = "lldp"
+	LeafSourceInfiniBand LeafSource = "infiniband"
+)
+
+// NIC is one RDMA device port.
+type NIC struct {
+	// Name is the RDMA device name, such as mlx5_0.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	Name string `json:"name"`
+	// Port is the RDMA port number on the device.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	Port int32 `json:"port,omitempty"`
+	// PCIBusID in sysfs form.
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`
+	PCIBusID string `json:"pciBusID"`
+	// NetDev is the network interface bound to the port, if any.
+	// +optional
+	// +kubebuilder:validation:MaxLength=15
+	NetDev    string    `json:"netDev,omitempty"`
+	LinkLayer LinkLayer `json:"linkLayer"`
+	State     PortState `json:"state"`
+	// RateGbps is the port's link rate.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100000
+	RateGbps int32 `json:"rateGbps,omitempty"`
+	// +optional
+	// +kubebuilder:validation:Minimum=-1
+	NUMANode int32 `json:"numaNode,omitempty"`
+	// NodeGUID is the device's node GUID.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	NodeGUID string `json:"nodeGUID,omitempty"`
+	// Leaf is the id of the leaf switch the port is cabled to.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Leaf string `json:"leaf,omitempty"`
+	// +optional
+	LeafSource LeafSource `json:"leafSource,omitempty"`
+	// Rail is the rail index in a rail-optimised fabric: NICs with the same
+	// rail on different nodes share a leaf.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Rail int32 `json:"rail,omitempty"`
+}
+
+// PCIeLevel is how far apart two PCIe devices sit, nearest first, as
+// `nvidia-smi topo -m` and NCCL name it: PIX one PCIe switch, PXB several
+// switches without the host bridge, PHB through the CPU's host bridge, NODE
+// across host bridges within a NUMA node, SYS across the CPU interconnect.
+// +kubebuilder:validation:Enum=PIX;PXB;PHB;NODE;SYS
+type PCIeLevel string
+
+const (
+	PCIeLevelPIX  PCIeLevel = "PIX"
+	PCIeLevelPXB  PCIeLevel = "PXB"
+	PCIeLevelPHB  PCIeLevel = "PHB"
+	PCIeLevelNODE PCIeLevel = "NODE"
+	PCIeLevelSYS  PCIeLevel = "SYS"
+)
+
+// PCIePath is the PCIe level between one GPU and one NIC.
+type PCIePath struct {
+	// GPU is the GPU's index.
+	// +kubebuilder:validation:Minimum=0
+	GPU int32 `json:"gpu"`
+	// NIC is the NIC's name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	NIC   string    `json:"nic"`
+	Level PCIeLevel `json:"level"`
+}
+
+// GPUDirectMode is how the NIC driver reaches GPU memory.
+// +kubebuilder:validation:Enum=dma-buf;peermem;none
+type GPUDirectMode string
+
+const (
+	GPUDirectDMABuf  GPUDirectMode = "dma-buf"
+	GPUDirectPeerMem GPUDirectMode = "peermem"
+	GPUDirectNone    GPUDirectMode = "none"
+)
+
+// CheckResult is the outcome of one GPUDirect RDMA check.
+// +kubebuilder:validation:Enum=Pass;Fail;Unknown
+type CheckResult string
+
+const (
+	CheckPass    CheckResult = "Pass"
+	CheckFail    CheckResult = "Fail"
+	CheckUnknown CheckResult = "Unknown"
+)
+
+// GPUDirectRDMA is whether GPUDirect RDMA works end to end on the node.
+type GPUDirectRDMA struct {
+	// Ready is true when every check passed.
+	Ready bool `json:"ready"`
+	// +optional
+	Mode GPUDirectMode `json:"mode,omitempty"`
+	// Checks are every check the agent ran, with its result and reason.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	Checks []GPUDirectCheck `json:"checks,omitempty"`
+}
+
+// GPUDirectCheck is one GPUDirect RDMA check, such as "peermem", "acs" or "iommu".
+type GPUDirectCheck struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	Name   string      `json:"name"`
+	Result CheckResult `json:"result"`
+	// Reason is a CamelCase word, as in a Condition.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Reason string `json:"reason,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+}
