@@ -1,0 +1,42 @@
+// Package scheduler assembles the tandem scheduler: the kube-scheduler with
+// tandem's plugins and scheduler-plugins' Coscheduling registered.
+package scheduler
+
+import (
+	"github.com/spf13/cobra"
+	"k8s.io/kubernetes/cmd/kube-scheduler/app"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/scheduler-plugins/pkg/coscheduling"
+
+	// Register the plugin args of tandem and of scheduler-plugins into the
+	// kube-scheduler config scheme.
+	_ "github.com/tandem-sched/tandem/apis/config/scheme"
+	_ "sigs.k8s.io/scheduler-plugins/apis/config/scheme"
+
+	"github.com/tandem-sched/tandem/pkg/plugins/nvlinktopo"
+	"github.com/tandem-sched/tandem/pkg/plugins/pdaffinity"
+	"github.com/tandem-sched/tandem/pkg/plugins/topologysource"
+)
+
+// SchedulerName is the name engine pods set in spec.schedulerName.
+const SchedulerName = "tandem-scheduler"
+
+// PluginOptions registers the out-of-tree plugins. Each call makes its own
+// NodeTopology source, shared by the plugins of that one scheduler.
+func PluginOptions(clk clock.PassiveClock) []app.Option {
+	src := topologysource.New(topologysource.DefaultSyncTimeout)
+	return []app.Option{
+		app.WithPlugin(nvlinktopo.Name, nvlinktopo.NewFactory(src, clk)),
+		app.WithPlugin(pdaffinity.Name, pdaffinity.New),
+		app.WithPlugin(coscheduling.Name, coscheduling.New),
+	}
+}
+
+// NewCommand returns the tandem-scheduler command: kube-scheduler's own
+// flags and behaviour, with tandem's plugins available to its profiles.
+func NewCommand() *cobra.Command {
+	cmd := app.NewSchedulerCommand(PluginOptions(clock.RealClock{})...)
+	cmd.Use = "tandem-scheduler"
+	cmd.Short = "Place disaggregated LLM inference pods by GPU, NVLink and network topology"
+	return cmd
+}

@@ -1,0 +1,93 @@
+package framework
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/component-base/configz"
+	"k8s.io/kubernetes/cmd/kube-scheduler/app"
+	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
+	"k8s.io/kubernetes/test/utils/ktesting"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/yaml"
+
+	"github.com/tandem-sched/tandem/pkg/scheduler"
+)
+
+// configzName is the name kube-scheduler's Run registers its configuration under.
+const configzName = "componentconfig"
+
+// ShippedSchedulerConfig is the KubeSchedulerConfiguration manifests/ ships.
+func ShippedSchedulerConfig() string {
+	return filepath.Join(RepoRoot(), "manifests", "scheduler", "scheduler-config.yaml")
+}
+
+// StartScheduler runs the tandem scheduler in this process, as the binary
+// runs it, from the configuration file at configPath. Two settings are
+// changed and nothing else: the client connection points at this control
+// plane's kubeconfig, and leader election is off (the in-process scheduler
+// would otherwise exit the process when its context ends). It returns the
+// error the scheduler fails start-up with, such as invalid plugin args; the
+// scheduler stops when tb's cleanup runs.
+func (cp *ControlPlane) StartScheduler(tb ktesting.TB, configPath string, clk clock.PassiveClock) error {
+	tb.Helper()
+	path, err := cp.localSchedulerConfig(configPath, tb.TempDir())
+	if err != nil {
+		return err
+	}
+	opts := options.NewOptions()
+	opts.ConfigFile = path
+	// No health or metrics endpoint: tests run several schedulers at once.
+	opts.SecureServing.BindPort = 0
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cc, sched, err := app.Setup(ctx, opts, scheduler.PluginOptions(clk)...)
+	if err != nil {
+		cancel()
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx, cc, sched) }()
+	tb.Cleanup(func() {
+		cancel()
+		<-done
+		// Run registers the scheduler's configuration under a process-wide
+		// name; the next scheduler in this process registers it again.
+		configz.Delete(configzName)
+	})
+	// Run returns early only when start-up fails.
+	select {
+	case err := <-done:
+		done <- err
+		return fmt.Errorf("scheduler exited at start-up: %w", err)
+	case <-time.After(time.Second):
+		return nil
+	}
+}
+
+func (cp *ControlPlane) localSchedulerConfig(configPath, dir string) (string, error) {
+	data, err := os.ReadFile(configPath)
+	if err != nil {
+		return "", err
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return "", fmt.Errorf("%s: %w", configPath, err)
+	}
+	doc["clientConnection"] = map[string]any{"kubeconfig": cp.Kubeconfig}
+	le, _ := doc["leaderElection"].(map[string]any)
+	if le == nil {
+		le = map[string]any{}
+	}
+	le["leaderElect"] = false
+	doc["leaderElection"] = le
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, filepath.Base(configPath))
+	return path, os.WriteFile(path, out, 0o600)
+}
