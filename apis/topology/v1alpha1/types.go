@@ -257,7 +257,7 @@ type GPUFabric struct {
 	// CliqueID identifies the partition of the domain the GPU may talk to.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
-	CliqueID int64 `json:"cliqueID,omitempty"`
+	CliqueID int64       `json:"cliqueID,omitempty"`
 	State    FabricState `json:"state"`
 	// Status is the fabric manager's health summary, where NVML gives one.
 	// +optional
