@@ -116,12 +116,14 @@ type NodeTopologyStatus struct {
 	// +optional
 	GPUDirectRDMA GPUDirectRDMA `json:"gpuDirectRDMA,omitempty"`
 
-	// AllocatedGPUs are the UUIDs of the GPUs the kubelet has assigned to
-	// containers, from its pod-resources API.
+	// GPUAllocations are the GPUs the kubelet has assigned to containers, one
+	// entry per pod, from its pod-resources API. Naming the pod lets the
+	// scheduler tell which of its own recent placements the report reflects.
 	// +optional
-	// +listType=set
-	// +kubebuilder:validation:MaxItems=64
-	AllocatedGPUs []string `json:"allocatedGPUs,omitempty"`
+	// +listType=map
+	// +listMapKey=pod
+	// +kubebuilder:validation:MaxItems=256
+	GPUAllocations []GPUAllocation `json:"gpuAllocations,omitempty"`
 
 	// LastHeartbeatTime is when the agent last confirmed this picture, whether
 	// or not anything changed. The scheduler treats an older one as stale.
@@ -135,6 +137,19 @@ type NodeTopologyStatus struct {
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// GPUAllocation is the GPUs one pod holds.
+type GPUAllocation struct {
+	// Pod is the pod's namespace/name.
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=317
+	Pod string `json:"pod"`
+	// GPUs are the UUIDs of the pod's GPUs.
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	GPUs []string `json:"gpus"`
 }
 
 // MIGMode is whether a GPU is partitioned into MIG instances.
