@@ -52,15 +52,17 @@ func ValidateNVLinkTopoArgs(path *field.Path, args *config.NVLinkTopoArgs) error
 	}
 	w := args.ScoreWeights
 	weights := path.Child("scoreWeights")
+	inRange := true
 	for _, f := range []struct {
 		name  string
 		value int32
 	}{{"islandFit", w.IslandFit}, {"nicProximity", w.NICProximity}, {"nicBandwidth", w.NICBandwidth}} {
 		if f.value < 0 || f.value > maxScoreWeight {
 			errs = append(errs, field.Invalid(weights.Child(f.name), f.value, fmt.Sprintf("must be between 0 and %d", maxScoreWeight)))
+			inRange = false
 		}
 	}
-	if w.IslandFit+w.NICProximity+w.NICBandwidth == 0 {
+	if inRange && w.IslandFit+w.NICProximity+w.NICBandwidth == 0 {
 		errs = append(errs, field.Invalid(weights, w, "at least one weight must be greater than zero"))
 	}
 	return errs.ToAggregate()
