@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -105,7 +106,7 @@ func (g NodeGroup) topologyStatus(name string, s shape, nvlinkDomain string, hea
 			NUMANode:  s.socket(i),
 			Model:     s.model,
 			MemoryMiB: s.memoryMiB,
-			MIGMode:   topologyv1alpha1.MIGDisabled,
+			MIGMode:   migMode(slices.Contains(g.MIGGPUs, int32(i))),
 			Island:    int32(island),
 		}
 		for p := island * s.islandSize; p < (island+1)*s.islandSize && s.islandSize > 1; p++ {
@@ -141,7 +142,24 @@ func (g NodeGroup) topologyStatus(name string, s shape, nvlinkDomain string, hea
 		}
 	}
 	st.GPUDirectRDMA = gpuDirect(!g.GPUDirectBroken)
+	if len(g.AllocatedGPUs) > 0 {
+		alloc := topologyv1alpha1.GPUAllocation{Pod: HolderPod(name)}
+		for _, idx := range g.AllocatedGPUs {
+			alloc.GPUs = append(alloc.GPUs, gpuUUID(name, int(idx)))
+		}
+		st.GPUAllocations = []topologyv1alpha1.GPUAllocation{alloc}
+	}
 	return st
+}
+
+// HolderPod is the pod a node's AllocatedGPUs are reported held by.
+func HolderPod(node string) string { return "other-tenant/holder-" + node }
+
+func migMode(enabled bool) topologyv1alpha1.MIGMode {
+	if enabled {
+		return topologyv1alpha1.MIGEnabled
+	}
+	return topologyv1alpha1.MIGDisabled
 }
 
 func gpuDirect(ready bool) topologyv1alpha1.GPUDirectRDMA {

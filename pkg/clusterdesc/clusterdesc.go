@@ -50,6 +50,11 @@ type NodeGroup struct {
 	Topology TopologyState `json:"topology,omitempty"`
 	// GPUDirectBroken marks the nodes' GPUDirect RDMA checks as failed.
 	GPUDirectBroken bool `json:"gpuDirectBroken,omitempty"`
+	// AllocatedGPUs are GPU indexes the kubelet reports held by a pod
+	// outside the described workload.
+	AllocatedGPUs []int32 `json:"allocatedGPUs,omitempty"`
+	// MIGGPUs are GPU indexes in MIG mode.
+	MIGGPUs []int32 `json:"migGPUs,omitempty"`
 }
 
 // Parse reads a cluster description in YAML, rejecting unknown fields, and
@@ -83,6 +88,18 @@ func (c *Cluster) Validate() error {
 		} else if shapes[g.Shape].rackScale && g.NVLinkDomain == "" {
 			errs = append(errs, field.Required(p.Child("nvlinkDomain"), fmt.Sprintf("shape %s shares an NVLink domain across nodes: name it", g.Shape)))
 		}
+		if s, ok := shapes[g.Shape]; ok {
+			for _, f := range []struct {
+				name    string
+				indexes []int32
+			}{{"allocatedGPUs", g.AllocatedGPUs}, {"migGPUs", g.MIGGPUs}} {
+				for j, idx := range f.indexes {
+					if idx < 0 || int(idx) >= s.gpus {
+						errs = append(errs, field.Invalid(p.Child(f.name).Index(j), idx, fmt.Sprintf("shape %s has GPUs 0 to %d", g.Shape, s.gpus-1)))
+					}
+				}
+			}
+		}
 		switch g.Topology {
 		case "", TopologyFresh, TopologyStale, TopologyMissing:
 		default:
@@ -94,7 +111,9 @@ func (c *Cluster) Validate() error {
 			}
 		}
 		for _, name := range g.NodeNames() {
-			for _, msg := range validation.IsDNS1123Subdomain(name) {
+			// A node's name is also its hostname label, so it must be a
+			// valid label value as well as a DNS subdomain.
+			for _, msg := range append(validation.IsDNS1123Subdomain(name), validation.IsValidLabelValue(name)...) {
 				errs = append(errs, field.Invalid(p.Child("name"), name, msg))
 			}
 			if prev, dup := names[name]; dup {

@@ -87,6 +87,14 @@ var shapes = map[string]shape{
 		},
 		socket: halves(4), cpu: "144", memory: "960Gi",
 	},
+	// An HGX board whose only NIC sits on the other socket, across the CPU
+	// interconnect from every GPU: no GPUDirect RDMA at or below PXB.
+	"hgx-h100-sys-nic": {
+		model: "NVIDIA H100 80GB HBM3", memoryMiB: 81559, gpus: 8, islandSize: 8,
+		nics: 1, nicRateGbps: 400, linkLayer: topologyv1alpha1.LinkLayerRoCE,
+		pcie:   func(g, n int) topologyv1alpha1.PCIeLevel { return topologyv1alpha1.PCIeLevelSYS },
+		socket: halves(8), cpu: "192", memory: "2Ti",
+	},
 	// A CPU node: no GPUs, no agent, no NodeTopology.
 	"cpu": {cpu: "64", memory: "256Gi"},
 }

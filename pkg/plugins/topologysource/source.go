@@ -29,8 +29,9 @@ const DefaultSyncTimeout = time.Minute
 type Source struct {
 	syncTimeout time.Duration
 
-	mu     sync.Mutex
-	lister listers.NodeTopologyLister
+	mu       sync.Mutex
+	informer cache.SharedIndexInformer
+	lister   listers.NodeTopologyLister
 }
 
 // New returns a Source that waits up to syncTimeout for the informer's first sync.
@@ -38,14 +39,16 @@ func New(syncTimeout time.Duration) *Source {
 	return &Source{syncTimeout: syncTimeout}
 }
 
-// Lister returns the NodeTopology lister, starting and syncing its informer
-// with cfg on the first call. The informer runs until ctx ends; the
-// scheduler passes its own lifetime context to plugin constructors.
-func (s *Source) Lister(ctx context.Context, cfg *rest.Config) (listers.NodeTopologyLister, error) {
+// Informer returns the NodeTopology informer and its lister, starting and
+// syncing the informer with cfg on the first call. The informer runs until
+// ctx ends; the scheduler passes its own lifetime context to plugin
+// constructors. Event handlers added to it see an object only after the
+// lister does.
+func (s *Source) Informer(ctx context.Context, cfg *rest.Config) (cache.SharedIndexInformer, listers.NodeTopologyLister, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.lister != nil {
-		return s.lister, nil
+		return s.informer, s.lister, nil
 	}
 	// The scheduler's own config asks for protobuf, which custom resources
 	// do not speak.
@@ -54,7 +57,7 @@ func (s *Source) Lister(ctx context.Context, cfg *rest.Config) (listers.NodeTopo
 	cfg.AcceptContentTypes = runtime.ContentTypeJSON
 	client, err := versioned.NewForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("building the NodeTopology client: %w", err)
+		return nil, nil, fmt.Errorf("building the NodeTopology client: %w", err)
 	}
 	factory := externalversions.NewSharedInformerFactory(client, 0)
 	informer := factory.Tandem().V1alpha1().NodeTopologies()
@@ -64,9 +67,9 @@ func (s *Source) Lister(ctx context.Context, cfg *rest.Config) (listers.NodeTopo
 	syncCtx, cancel := context.WithTimeout(ctx, s.syncTimeout)
 	defer cancel()
 	if !cache.WaitForCacheSync(syncCtx.Done(), synced) {
-		return nil, fmt.Errorf("NodeTopology informer did not sync within %s: is the nodetopologies.tandem.dev CRD installed (manifests/crds) and may the scheduler list it?", s.syncTimeout)
+		return nil, nil, fmt.Errorf("NodeTopology informer did not sync within %s: is the nodetopologies.tandem.dev CRD installed (manifests/crds) and may the scheduler list it?", s.syncTimeout)
 	}
 	klog.FromContext(ctx).V(2).Info("NodeTopology informer synced")
-	s.lister = informer.Lister()
-	return s.lister, nil
+	s.informer, s.lister = informer.Informer(), informer.Lister()
+	return s.informer, s.lister, nil
 }

@@ -1,0 +1,385 @@
+package topology
+
+import (
+	"fmt"
+	"sort"
+
+	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
+)
+
+// PCIeLevel orders GPU-to-NIC distances, nearest first, so that "at or
+// below PXB" is a comparison.
+type PCIeLevel int
+
+const (
+	PCIeLevelPIX PCIeLevel = iota
+	PCIeLevelPXB
+	PCIeLevelPHB
+	PCIeLevelNODE
+	PCIeLevelSYS
+	// pcieLevelNone: the GPU has no usable NIC at all.
+	pcieLevelNone
+)
+
+var pcieLevelNames = []topologyv1alpha1.PCIeLevel{
+	topologyv1alpha1.PCIeLevelPIX, topologyv1alpha1.PCIeLevelPXB, topologyv1alpha1.PCIeLevelPHB,
+	topologyv1alpha1.PCIeLevelNODE, topologyv1alpha1.PCIeLevelSYS,
+}
+
+// ParsePCIeLevel reads PIX, PXB, PHB, NODE or SYS.
+func ParsePCIeLevel(s string) (PCIeLevel, error) {
+	for i, name := range pcieLevelNames {
+		if string(name) == s {
+			return PCIeLevel(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown PCIe level %q, want one of %v", s, pcieLevelNames)
+}
+
+func (l PCIeLevel) String() string {
+	if l >= 0 && int(l) < len(pcieLevelNames) {
+		return string(pcieLevelNames[l])
+	}
+	return "none"
+}
+
+// GPUSlot is one GPU as the fit sees it.
+type GPUSlot struct {
+	Index  int32
+	UUID   string
+	Island int
+	MIG    bool
+	// NICLevel is the PCIe level of the nearest NIC whose port is active,
+	// and NICRateGbps that NIC's rate.
+	NICLevel    PCIeLevel
+	NICRateGbps int32
+	NIC         string
+}
+
+// NodeGPUs is a node's GPUs compiled from its NodeTopology once per version,
+// so that a fit is O(GPUs).
+type NodeGPUs struct {
+	GPUs []GPUSlot
+	// Islands lists the positions in GPUs of each island's members.
+	Islands [][]int
+	// GPUDirectReady is the agent's verdict on GPUDirect RDMA.
+	GPUDirectReady bool
+	// GPUDirectReason names the first failed check when not ready.
+	GPUDirectReason string
+
+	byUUID map[string]int
+}
+
+// CompileNodeGPUs builds the fit model from a NodeTopology's status. It
+// rejects a status whose parts contradict each other, naming the field.
+func CompileNodeGPUs(st *topologyv1alpha1.NodeTopologyStatus) (*NodeGPUs, error) {
+	n := &NodeGPUs{
+		GPUs:           make([]GPUSlot, len(st.GPUs)),
+		byUUID:         make(map[string]int, len(st.GPUs)),
+		GPUDirectReady: st.GPUDirectRDMA.Ready,
+	}
+	if !n.GPUDirectReady {
+		n.GPUDirectReason = "GPUDirect RDMA is not ready"
+		for _, c := range st.GPUDirectRDMA.Checks {
+			if c.Result != topologyv1alpha1.CheckPass {
+				n.GPUDirectReason = fmt.Sprintf("GPUDirect RDMA check %s: %s %s", c.Name, c.Result, c.Reason)
+				break
+			}
+		}
+	}
+	byIndex := make(map[int32]int, len(st.GPUs))
+	islandPos := map[int32]int{}
+	for i, g := range st.GPUs {
+		if _, dup := byIndex[g.Index]; dup {
+			return nil, fmt.Errorf("status.gpus[%d]: duplicate index %d", i, g.Index)
+		}
+		byIndex[g.Index] = i
+		n.byUUID[g.UUID] = i
+		pos, ok := islandPos[g.Island]
+		if !ok {
+			pos = len(n.Islands)
+			islandPos[g.Island] = pos
+			n.Islands = append(n.Islands, nil)
+		}
+		n.Islands[pos] = append(n.Islands[pos], i)
+		n.GPUs[i] = GPUSlot{Index: g.Index, UUID: g.UUID, Island: pos, MIG: g.MIGMode == topologyv1alpha1.MIGEnabled, NICLevel: pcieLevelNone}
+	}
+	nics := make(map[string]topologyv1alpha1.NIC, len(st.NICs))
+	for _, nic := range st.NICs {
+		nics[nic.Name] = nic
+	}
+	for i, p := range st.PCIePaths {
+		g, ok := byIndex[p.GPU]
+		if !ok {
+			return nil, fmt.Errorf("status.pciePaths[%d]: gpu %d is not in status.gpus", i, p.GPU)
+		}
+		nic, ok := nics[p.NIC]
+		if !ok {
+			return nil, fmt.Errorf("status.pciePaths[%d]: nic %q is not in status.nics", i, p.NIC)
+		}
+		level, err := ParsePCIeLevel(string(p.Level))
+		if err != nil {
+			return nil, fmt.Errorf("status.pciePaths[%d].level: %w", i, err)
+		}
+		if nic.State != topologyv1alpha1.PortActive {
+			continue
+		}
+		slot := &n.GPUs[g]
+		if level < slot.NICLevel || (level == slot.NICLevel && nic.RateGbps > slot.NICRateGbps) {
+			slot.NICLevel, slot.NICRateGbps, slot.NIC = level, nic.RateGbps, nic.Name
+		}
+	}
+	return n, nil
+}
+
+// Used marks the GPUs already taken: those the kubelet reported and those
+// the scheduler placed since.
+type Used []bool
+
+// NewUsed marks the reported allocations. Unknown UUIDs are ignored: the
+// report may be a moment ahead of or behind the GPU list.
+func (n *NodeGPUs) NewUsed(allocations []topologyv1alpha1.GPUAllocation, skipPods func(pod string) bool) Used {
+	used := make(Used, len(n.GPUs))
+	for _, a := range allocations {
+		if skipPods != nil && skipPods(a.Pod) {
+			continue
+		}
+		for _, uuid := range a.GPUs {
+			if i, ok := n.byUUID[uuid]; ok {
+				used[i] = true
+			}
+		}
+	}
+	return used
+}
+
+// Mark sets the GPUs with the given indexes as used.
+func (n *NodeGPUs) Mark(used Used, indexes []int32) {
+	for _, idx := range indexes {
+		for i := range n.GPUs {
+			if n.GPUs[i].Index == idx {
+				used[i] = true
+			}
+		}
+	}
+}
+
+// IslandPolicy is how strictly a multi-GPU pod needs one NVLink island.
+type IslandPolicy string
+
+const (
+	IslandRequired  IslandPolicy = "Required"
+	IslandPreferred IslandPolicy = "Preferred"
+	IslandIgnore    IslandPolicy = "Ignore"
+)
+
+// GPURequest is what a pod needs from a node's GPUs.
+type GPURequest struct {
+	Count    int
+	Island   IslandPolicy
+	NeedRDMA bool
+	// MaxNICLevel is the farthest NIC a GPU may use for RDMA.
+	MaxNICLevel PCIeLevel
+	AllowMIG    bool
+}
+
+// Fit is where a request would land on a node.
+type Fit struct {
+	// GPUs are the chosen GPUs' indexes.
+	GPUs []int32
+	// OneIsland: every chosen GPU is on one NVLink island.
+	OneIsland bool
+	// IslandFree is how many eligible GPUs the chosen island had free; with
+	// OneIsland false, the free GPUs on the node.
+	IslandFree int
+	// WholeIslandsBroken counts fully free islands the fit takes GPUs from
+	// while leaving some of them free.
+	WholeIslandsBroken int
+	// NICLevelSum and NICRateSum total the chosen GPUs' nearest NICs.
+	NICLevelSum int
+	NICRateSum  int64
+}
+
+// Unfit says why a request cannot land on a node.
+type Unfit struct {
+	Reason string
+	// Resolvable: freeing GPUs (preemption, a finished pod) could fix it.
+	Resolvable bool
+}
+
+// Fit finds the best place for req among the free GPUs: the island the
+// request fills most tightly, so that the largest free islands stay whole for
+// bigger pods; among equals, the one with nearer and faster NICs. It is
+// O(GPUs) apart from sorting the islands' candidates.
+func (n *NodeGPUs) Fit(req GPURequest, used Used) (Fit, *Unfit) {
+	if req.NeedRDMA && !n.GPUDirectReady {
+		return Fit{}, &Unfit{Reason: n.GPUDirectReason}
+	}
+	eligible := func(i int) bool {
+		g := n.GPUs[i]
+		if used[i] || (g.MIG && !req.AllowMIG) {
+			return false
+		}
+		return !req.NeedRDMA || g.NICLevel <= req.MaxNICLevel
+	}
+	var candidates [][]int
+	total := 0
+	for _, island := range n.Islands {
+		var free []int
+		for _, i := range island {
+			if eligible(i) {
+				free = append(free, i)
+			}
+		}
+		candidates = append(candidates, free)
+		total += len(free)
+	}
+	if total < req.Count {
+		return Fit{}, n.explainShortage(req, used, total)
+	}
+	best := -1
+	for c, free := range candidates {
+		if len(free) < req.Count {
+			continue
+		}
+		if best < 0 || len(free) < len(candidates[best]) ||
+			(len(free) == len(candidates[best]) && n.nicQuality(free, req.Count) < n.nicQuality(candidates[best], req.Count)) {
+			best = c
+		}
+	}
+	if best >= 0 {
+		fit := n.take(candidates[best], req.Count)
+		fit.OneIsland = true
+		fit.IslandFree = len(candidates[best])
+		if len(candidates[best]) == len(n.Islands[best]) && len(candidates[best]) > req.Count {
+			fit.WholeIslandsBroken = 1
+		}
+		return fit, nil
+	}
+	if req.Count > 1 && req.Island == IslandRequired {
+		largest := 0
+		for _, free := range candidates {
+			largest = max(largest, len(free))
+		}
+		return Fit{}, &Unfit{Resolvable: true, Reason: fmt.Sprintf(
+			"no NVLink island has %d free GPUs%s (largest: %d)", req.Count, n.qualifier(req), largest)}
+	}
+	// Spread over islands, fullest first, to keep the emptiest ones whole.
+	order := make([]int, len(candidates))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return len(candidates[order[a]]) < len(candidates[order[b]]) })
+	var pool []int
+	fit := Fit{IslandFree: total}
+	for _, c := range order {
+		if len(pool) >= req.Count {
+			break
+		}
+		take := min(len(candidates[c]), req.Count-len(pool))
+		if len(candidates[c]) == len(n.Islands[c]) && take < len(candidates[c]) {
+			fit.WholeIslandsBroken++
+		}
+		pool = append(pool, candidates[c][:take]...)
+	}
+	spread := n.take(pool, req.Count)
+	spread.IslandFree, spread.WholeIslandsBroken = fit.IslandFree, fit.WholeIslandsBroken
+	return spread, nil
+}
+
+func (n *NodeGPUs) qualifier(req GPURequest) string {
+	if req.NeedRDMA {
+		return fmt.Sprintf(" with a NIC at %s or nearer", req.MaxNICLevel)
+	}
+	for _, g := range n.GPUs {
+		if g.MIG && !req.AllowMIG {
+			return " outside MIG"
+		}
+	}
+	return ""
+}
+
+// explainShortage says which constraint left too few GPUs.
+func (n *NodeGPUs) explainShortage(req GPURequest, used Used, eligible int) *Unfit {
+	free, nonMIG := 0, 0
+	for i, g := range n.GPUs {
+		if used[i] {
+			continue
+		}
+		free++
+		if !g.MIG || req.AllowMIG {
+			nonMIG++
+		}
+	}
+	switch {
+	case free < req.Count:
+		return &Unfit{Resolvable: true, Reason: fmt.Sprintf("%d of %d GPUs free, pod needs %d", free, len(n.GPUs), req.Count)}
+	case nonMIG < req.Count:
+		return &Unfit{Reason: fmt.Sprintf("only %d free GPUs are not MIG-partitioned, pod needs %d", nonMIG, req.Count)}
+	default:
+		return &Unfit{Reason: fmt.Sprintf("only %d free GPUs have an active NIC at %s or nearer for GPUDirect RDMA, pod needs %d",
+			eligible, req.MaxNICLevel, req.Count)}
+	}
+}
+
+// take picks count GPUs from positions, nearest NICs first.
+func (n *NodeGPUs) take(positions []int, count int) Fit {
+	sorted := append([]int(nil), positions...)
+	sort.SliceStable(sorted, func(a, b int) bool {
+		ga, gb := n.GPUs[sorted[a]], n.GPUs[sorted[b]]
+		if ga.NICLevel != gb.NICLevel {
+			return ga.NICLevel < gb.NICLevel
+		}
+		return ga.NICRateGbps > gb.NICRateGbps
+	})
+	fit := Fit{GPUs: make([]int32, 0, count)}
+	for _, i := range sorted[:count] {
+		g := n.GPUs[i]
+		fit.GPUs = append(fit.GPUs, g.Index)
+		fit.NICLevelSum += int(min(g.NICLevel, PCIeLevelSYS+1))
+		fit.NICRateSum += int64(g.NICRateGbps)
+	}
+	return fit
+}
+
+// nicQuality is the summed NIC level of the count nearest GPUs; lower is better.
+func (n *NodeGPUs) nicQuality(positions []int, count int) int {
+	return n.take(positions, count).NICLevelSum
+}
+
+// ScoreWeights weigh the parts of Score.
+type ScoreWeights struct {
+	IslandFit, NICProximity, NICBandwidth int64
+}
+
+// FullNICRateGbps is the NIC bandwidth per GPU that scores full marks: one
+// 400G NIC per GPU, as on HGX and GB200.
+const FullNICRateGbps = 400
+
+// MaxScore is the top of the scheduler's score range.
+const MaxScore = 100
+
+// Score rates a fit in [0, MaxScore]: first how tightly it fills an NVLink
+// island (a fit that breaks a whole island, or spans islands, scores less),
+// then how near its NICs are, then NIC bandwidth per GPU.
+func (f Fit) Score(w ScoreWeights) int64 {
+	count := int64(len(f.GPUs))
+	if count == 0 || w.IslandFit+w.NICProximity+w.NICBandwidth == 0 {
+		return 0
+	}
+	var island int64
+	if f.OneIsland && f.IslandFree > 0 {
+		island = MaxScore * count / int64(f.IslandFree)
+	} else if f.IslandFree > 0 {
+		// Spanning islands works but wastes NVLink: at most half marks.
+		island = MaxScore / 2 * count / int64(f.IslandFree)
+	}
+	if f.WholeIslandsBroken > 0 {
+		island /= 2
+	}
+	levels := int64(PCIeLevelSYS + 1)
+	proximity := MaxScore * (levels*count - int64(f.NICLevelSum)) / (levels * count)
+	bandwidth := min(MaxScore, MaxScore*f.NICRateSum/(count*FullNICRateGbps))
+	score := (w.IslandFit*island + w.NICProximity*proximity + w.NICBandwidth*bandwidth) / (w.IslandFit + w.NICProximity + w.NICBandwidth)
+	return max(0, min(MaxScore, score))
+}

@@ -1,0 +1,218 @@
+package topology_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
+	"github.com/tandem-sched/tandem/pkg/clusterdesc"
+	"github.com/tandem-sched/tandem/pkg/topology"
+)
+
+// compile builds one node of the given description and compiles its GPUs.
+func compile(t testing.TB, group string) (*topology.NodeGPUs, *topologyv1alpha1.NodeTopology) {
+	t.Helper()
+	desc, err := clusterdesc.Parse([]byte("nodes:\n- " + group))
+	require.NoError(t, err)
+	nodes := desc.Build(time.Now())
+	require.Len(t, nodes, 1)
+	nt := nodes[0].Topology
+	require.NotNil(t, nt)
+	gpus, err := topology.CompileNodeGPUs(&nt.Status)
+	require.NoError(t, err)
+	return gpus, nt
+}
+
+func fitOn(t testing.TB, group string, req topology.GPURequest) (topology.Fit, *topology.Unfit) {
+	gpus, nt := compile(t, group)
+	return gpus.Fit(req, gpus.NewUsed(nt.Status.GPUAllocations, nil))
+}
+
+func req(count int, opts ...func(*topology.GPURequest)) topology.GPURequest {
+	r := topology.GPURequest{Count: count, Island: topology.IslandRequired, MaxNICLevel: topology.PCIeLevelPXB}
+	for _, o := range opts {
+		o(&r)
+	}
+	return r
+}
+
+func rdma(r *topology.GPURequest)     { r.NeedRDMA = true }
+func allowMIG(r *topology.GPURequest) { r.AllowMIG = true }
+func island(p topology.IslandPolicy) func(*topology.GPURequest) {
+	return func(r *topology.GPURequest) { r.Island = p }
+}
+func maxLevel(l topology.PCIeLevel) func(*topology.GPURequest) {
+	return func(r *topology.GPURequest) { r.MaxNICLevel = l }
+}
+
+var weights = topology.ScoreWeights{IslandFit: 3, NICProximity: 2, NICBandwidth: 1}
+
+func TestFit(t *testing.T) {
+	const (
+		hgx       = "{name: gpu-node, shape: hgx-h100}"
+		hgxHalf   = "{name: gpu-node, shape: hgx-h100, allocatedGPUs: [0, 1, 2, 3]}"
+		nvl       = "{name: gpu-node, shape: h100-nvl}"
+		l40s      = "{name: gpu-node, shape: l40s}"
+		gb200     = "{name: gpu-node, shape: gb200-tray, nvlinkDomain: rack-1}"
+		sysNIC    = "{name: gpu-node, shape: hgx-h100-sys-nic}"
+		broken    = "{name: gpu-node, shape: hgx-h100, gpuDirectBroken: true}"
+		migHalf   = "{name: gpu-node, shape: hgx-h100, migGPUs: [0, 1, 2, 3], allocatedGPUs: [4, 5]}"
+		nvlLastPr = "{name: gpu-node, shape: h100-nvl, allocatedGPUs: [0, 1, 2, 3, 4, 5]}"
+	)
+	for _, tc := range []struct {
+		name       string
+		node       string
+		req        topology.GPURequest
+		wantGPUs   []int32
+		oneIsland  bool
+		wantReason string
+		resolvable bool
+	}{
+		{name: "HGX takes TP=8 on its one island", node: hgx, req: req(8, rdma), wantGPUs: []int32{0, 1, 2, 3, 4, 5, 6, 7}, oneIsland: true},
+		{name: "HGX half used fits TP=4 in the rest", node: hgxHalf, req: req(4, rdma), wantGPUs: []int32{4, 5, 6, 7}, oneIsland: true},
+		{name: "HGX half used has no room for TP=8", node: hgxHalf, req: req(8), wantReason: "4 of 8 GPUs free, pod needs 8", resolvable: true},
+		{name: "H100 NVL pairs cannot hold TP=4 on one island", node: nvl, req: req(4), wantReason: "no NVLink island has 4 free GPUs (largest: 2)", resolvable: true},
+		{name: "H100 NVL spreads TP=4 when islands are only preferred", node: nvl, req: req(4, island(topology.IslandPreferred)), oneIsland: false},
+		{name: "H100 NVL puts TP=2 on the pair beside a NIC", node: nvl, req: req(2, rdma), wantGPUs: []int32{0, 1}, oneIsland: true},
+		{name: "H100 NVL with one pair left takes it", node: nvlLastPr, req: req(2), wantGPUs: []int32{6, 7}, oneIsland: true},
+		{name: "L40S has no NVLink for TP=4", node: l40s, req: req(4), wantReason: "no NVLink island has 4 free GPUs (largest: 1)", resolvable: true},
+		{name: "L40S runs TP=1 anywhere", node: l40s, req: req(1), oneIsland: true},
+		{name: "L40S has no NIC at PXB for RDMA", node: l40s, req: req(1, rdma), wantReason: "only 0 free GPUs have an active NIC at PXB or nearer"},
+		{name: "L40S serves RDMA from the NIC socket when NODE is allowed", node: l40s, req: req(4, rdma, maxLevel(topology.PCIeLevelNODE), island(topology.IslandIgnore)), wantGPUs: []int32{0, 1, 2, 3}},
+		{name: "GB200 tray takes TP=4 with a PIX NIC per GPU", node: gb200, req: req(4, rdma), wantGPUs: []int32{0, 1, 2, 3}, oneIsland: true},
+		{name: "NIC across the host bridge rules out RDMA", node: sysNIC, req: req(8, rdma), wantReason: "only 0 free GPUs have an active NIC at PXB or nearer"},
+		{name: "NIC across the host bridge is fine without RDMA", node: sysNIC, req: req(8), wantGPUs: []int32{0, 1, 2, 3, 4, 5, 6, 7}, oneIsland: true},
+		{name: "failed GPUDirect checks rule out RDMA", node: broken, req: req(1, rdma), wantReason: "GPUDirect RDMA check acs: Fail ACSRedirectEnabled"},
+		{name: "failed GPUDirect checks do not matter without RDMA", node: broken, req: req(2), oneIsland: true},
+		{name: "MIG GPUs are not given to a pod that did not ask", node: migHalf, req: req(2), wantGPUs: []int32{6, 7}, oneIsland: true},
+		{name: "MIG GPUs leave too few for TP=4", node: migHalf, req: req(4), wantReason: "only 2 free GPUs are not MIG-partitioned, pod needs 4"},
+		{name: "a pod that asks for MIG may use them", node: migHalf, req: req(4, allowMIG), oneIsland: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fit, unfit := fitOn(t, tc.node, tc.req)
+			if tc.wantReason != "" {
+				require.NotNil(t, unfit, "fit %+v", fit)
+				require.True(t, strings.HasPrefix(unfit.Reason, tc.wantReason), "reason %q, want prefix %q", unfit.Reason, tc.wantReason)
+				require.Equal(t, tc.resolvable, unfit.Resolvable)
+				return
+			}
+			require.Nil(t, unfit)
+			require.Len(t, fit.GPUs, tc.req.Count)
+			if tc.wantGPUs != nil {
+				require.ElementsMatch(t, tc.wantGPUs, fit.GPUs)
+			}
+			require.Equal(t, tc.oneIsland, fit.OneIsland)
+			score := fit.Score(weights)
+			require.True(t, score >= 0 && score <= topology.MaxScore, "score %d", score)
+		})
+	}
+}
+
+func TestFitPrefersTightIslandsAndNearNICs(t *testing.T) {
+	score := func(node string, r topology.GPURequest) int64 {
+		fit, unfit := fitOn(t, node, r)
+		require.Nil(t, unfit)
+		return fit.Score(weights)
+	}
+	// Filling the half-used HGX keeps the fresh one whole for a TP=8 pod.
+	require.Greater(t, score("{name: gpu-node, shape: hgx-h100, allocatedGPUs: [0, 1, 2, 3]}", req(4)),
+		score("{name: gpu-node, shape: hgx-h100}", req(4)))
+	// A single-GPU pod belongs on a PCIe card, not on a whole NVSwitch board.
+	require.Greater(t, score("{name: gpu-node, shape: l40s}", req(1, island(topology.IslandIgnore))),
+		score("{name: gpu-node, shape: hgx-h100}", req(1)))
+	// Same fill, nearer NIC: PIX beats PXB.
+	require.Greater(t, score("{name: gpu-node, shape: gb200-tray, nvlinkDomain: r}", req(4)),
+		score("{name: gpu-node, shape: h100-nvl, allocatedGPUs: [2, 3, 4, 5, 6, 7]}", req(2)))
+	// Spanning islands scores below one island of the same size.
+	require.Greater(t, score("{name: gpu-node, shape: h100-nvl}", req(2)),
+		score("{name: gpu-node, shape: h100-nvl}", req(4, island(topology.IslandPreferred))))
+}
+
+func TestFitHonoursUsedGPUs(t *testing.T) {
+	gpus, nt := compile(t, "{name: gpu-node, shape: h100-nvl, allocatedGPUs: [0, 1, 2, 3]}")
+	used := gpus.NewUsed(nt.Status.GPUAllocations, nil)
+	first, unfit := gpus.Fit(req(2), used)
+	require.Nil(t, unfit)
+	gpus.Mark(used, first.GPUs)
+	second, unfit := gpus.Fit(req(2), used)
+	require.Nil(t, unfit)
+	require.Empty(t, intersect(first.GPUs, second.GPUs))
+	gpus.Mark(used, second.GPUs)
+	_, unfit = gpus.Fit(req(2), used)
+	require.NotNil(t, unfit, "the last pair was given out twice")
+
+	// Skipping the holder's report frees its GPUs again.
+	used = gpus.NewUsed(nt.Status.GPUAllocations, func(pod string) bool { return pod == clusterdesc.HolderPod("gpu-node") })
+	fit, unfit := gpus.Fit(req(8, island(topology.IslandIgnore)), used)
+	require.Nil(t, unfit)
+	require.Len(t, fit.GPUs, 8)
+}
+
+func intersect(a, b []int32) []int32 {
+	var out []int32
+	for _, x := range a {
+		for _, y := range b {
+			if x == y {
+				out = append(out, x)
+			}
+		}
+	}
+	return out
+}
+
+func TestCompileRejectsContradictions(t *testing.T) {
+	_, nt := compile(t, "{name: gpu-node, shape: hgx-h100}")
+	for _, tc := range []struct {
+		name   string
+		mutate func(*topologyv1alpha1.NodeTopologyStatus)
+		want   string
+	}{
+		{"duplicate GPU index", func(s *topologyv1alpha1.NodeTopologyStatus) { s.GPUs[1].Index = 0 }, "status.gpus[1]: duplicate index 0"},
+		{"path to an unknown GPU", func(s *topologyv1alpha1.NodeTopologyStatus) { s.PCIePaths[3].GPU = 42 }, "status.pciePaths[3]: gpu 42"},
+		{"path to an unknown NIC", func(s *topologyv1alpha1.NodeTopologyStatus) { s.PCIePaths[0].NIC = "mlx5_99" }, `status.pciePaths[0]: nic "mlx5_99"`},
+		{"unknown level", func(s *topologyv1alpha1.NodeTopologyStatus) { s.PCIePaths[0].Level = "NV12" }, "status.pciePaths[0].level"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := nt.Status.DeepCopy()
+			tc.mutate(st)
+			_, err := topology.CompileNodeGPUs(st)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+func TestDownNICIsNotUsed(t *testing.T) {
+	_, nt := compile(t, "{name: gpu-node, shape: gb200-tray, nvlinkDomain: r}")
+	nt.Status.NICs[2].State = topologyv1alpha1.PortDown
+	gpus, err := topology.CompileNodeGPUs(&nt.Status)
+	require.NoError(t, err)
+	_, unfit := gpus.Fit(req(4, rdma), gpus.NewUsed(nil, nil))
+	require.NotNil(t, unfit)
+	require.Contains(t, unfit.Reason, "only 3 free GPUs have an active NIC")
+}
+
+func BenchmarkCompileAndFit(b *testing.B) {
+	_, nt := compile(b, "{name: gpu-node, shape: hgx-h100, allocatedGPUs: [0, 1, 2]}")
+	for _, tc := range []struct {
+		name    string
+		compile bool
+	}{{"fit", false}, {"compile+fit", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			gpus, _ := topology.CompileNodeGPUs(&nt.Status)
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if tc.compile {
+					gpus, _ = topology.CompileNodeGPUs(&nt.Status)
+				}
+				fit, unfit := gpus.Fit(req(4, rdma), gpus.NewUsed(nt.Status.GPUAllocations, nil))
+				if unfit != nil {
+					b.Fatal(unfit.Reason)
+				}
+				_ = fit.Score(weights)
+			}
+		})
+	}
+}
