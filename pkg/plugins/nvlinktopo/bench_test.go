@@ -139,4 +139,3 @@ func BenchmarkFilterScore(b *testing.B) {
 		b.ReportMetric(float64(feasible), "feasible-nodes")
 	})
 }
-
