@@ -81,4 +81,10 @@ type PDAffinityArgs struct {
 	Levels []TopologyLevel
 	// SameNode is the same-node pairing policy.
 	SameNode SameNodePolicy
+	// LabelPresets name the serving stacks whose pod labels are read as role
+	// and group besides tandem's own; nil means every known preset.
+	LabelPresets []string
+	// GPUResourceName is the extended resource pods request GPUs by; the
+	// first pod of a unit looks ahead at free GPUs per domain.
+	GPUResourceName string
 }

@@ -84,6 +84,11 @@ func (in *PDAffinityArgs) DeepCopyInto(out *PDAffinityArgs) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.LabelPresets != nil {
+		in, out := &in.LabelPresets, &out.LabelPresets
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	return
 }
 

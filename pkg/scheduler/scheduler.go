@@ -27,7 +27,7 @@ func PluginOptions(clk clock.PassiveClock) []app.Option {
 	src := topologysource.New(topologysource.DefaultSyncTimeout)
 	return []app.Option{
 		app.WithPlugin(nvlinktopo.Name, nvlinktopo.NewFactory(src, clk)),
-		app.WithPlugin(pdaffinity.Name, pdaffinity.New),
+		app.WithPlugin(pdaffinity.Name, pdaffinity.NewFactory(src)),
 		app.WithPlugin(coscheduling.Name, coscheduling.New),
 	}
 }

@@ -64,4 +64,7 @@ func SetDefaults_PDAffinityArgs(args *PDAffinityArgs) {
 	if args.SameNode == "" {
 		args.SameNode = DefaultSameNode
 	}
+	if args.GPUResourceName == "" {
+		args.GPUResourceName = DefaultGPUResourceName
+	}
 }

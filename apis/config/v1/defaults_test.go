@@ -150,22 +150,22 @@ func TestSetDefaultsPDAffinityArgs(t *testing.T) {
 		{
 			name: "empty args get the default preset and same-node policy",
 			in:   &PDAffinityArgs{},
-			want: &PDAffinityArgs{LevelPreset: DefaultLevelPreset, SameNode: DefaultSameNode},
+			want: &PDAffinityArgs{LevelPreset: DefaultLevelPreset, SameNode: DefaultSameNode, GPUResourceName: DefaultGPUResourceName},
 		},
 		{
 			name: "set preset and policy are kept",
-			in:   &PDAffinityArgs{LevelPreset: "gke", SameNode: "Forbid"},
-			want: &PDAffinityArgs{LevelPreset: "gke", SameNode: "Forbid"},
+			in:   &PDAffinityArgs{LevelPreset: "gke", SameNode: "Forbid", GPUResourceName: "amd.com/gpu", LabelPresets: []string{}},
+			want: &PDAffinityArgs{LevelPreset: "gke", SameNode: "Forbid", GPUResourceName: "amd.com/gpu", LabelPresets: []string{}},
 		},
 		{
 			name: "custom levels get no preset",
 			in:   &PDAffinityArgs{Levels: levels},
-			want: &PDAffinityArgs{Levels: levels, SameNode: DefaultSameNode},
+			want: &PDAffinityArgs{Levels: levels, SameNode: DefaultSameNode, GPUResourceName: DefaultGPUResourceName},
 		},
 		{
 			name: "levels and preset both set are left for validation",
 			in:   &PDAffinityArgs{LevelPreset: "eks", Levels: levels, SameNode: "Allow"},
-			want: &PDAffinityArgs{LevelPreset: "eks", Levels: levels, SameNode: "Allow"},
+			want: &PDAffinityArgs{LevelPreset: "eks", Levels: levels, SameNode: "Allow", GPUResourceName: DefaultGPUResourceName},
 		},
 	}
 	for _, tt := range tests {

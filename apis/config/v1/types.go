@@ -75,4 +75,11 @@ type PDAffinityArgs struct {
 	Levels []TopologyLevel `json:"levels,omitempty"`
 	// SameNode is the same-node pairing policy. Default: Prefer.
 	SameNode SameNodePolicy `json:"sameNode,omitempty"`
+	// LabelPresets name the serving stacks (aibrix, lws, dynamo, llm-d)
+	// whose pod labels are read as role and group besides tandem's own.
+	// Default (unset): every known preset; an empty list: tandem's labels only.
+	LabelPresets []string `json:"labelPresets,omitempty"`
+	// GPUResourceName is the extended resource pods request GPUs by.
+	// Default: nvidia.com/gpu.
+	GPUResourceName string `json:"gpuResourceName,omitempty"`
 }

@@ -158,6 +158,8 @@ func autoConvert_v1_PDAffinityArgs_To_config_PDAffinityArgs(in *PDAffinityArgs, 
 	out.LevelPreset = in.LevelPreset
 	out.Levels = *(*[]config.TopologyLevel)(unsafe.Pointer(&in.Levels))
 	out.SameNode = config.SameNodePolicy(in.SameNode)
+	out.LabelPresets = *(*[]string)(unsafe.Pointer(&in.LabelPresets))
+	out.GPUResourceName = in.GPUResourceName
 	return nil
 }
 
@@ -170,6 +172,8 @@ func autoConvert_config_PDAffinityArgs_To_v1_PDAffinityArgs(in *config.PDAffinit
 	out.LevelPreset = in.LevelPreset
 	out.Levels = *(*[]TopologyLevel)(unsafe.Pointer(&in.Levels))
 	out.SameNode = SameNodePolicy(in.SameNode)
+	out.LabelPresets = *(*[]string)(unsafe.Pointer(&in.LabelPresets))
+	out.GPUResourceName = in.GPUResourceName
 	return nil
 }
 

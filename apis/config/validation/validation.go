@@ -98,6 +98,7 @@ func ValidatePDAffinityArgs(path *field.Path, args *config.PDAffinityArgs) error
 	if !sets.New(sameNodePolicies...).Has(string(args.SameNode)) {
 		errs = append(errs, field.NotSupported(path.Child("sameNode"), args.SameNode, sameNodePolicies))
 	}
+	errs = append(errs, validateResourceName(path.Child("gpuResourceName"), args.GPUResourceName)...)
 	return errs.ToAggregate()
 }
 

@@ -188,37 +188,37 @@ func TestValidatePDAffinityArgs(t *testing.T) {
 	}{
 		{
 			name: "defaults",
-			args: config.PDAffinityArgs{LevelPreset: configv1.DefaultLevelPreset, SameNode: config.SameNodePolicy(configv1.DefaultSameNode)},
+			args: config.PDAffinityArgs{GPUResourceName: "nvidia.com/gpu", LevelPreset: configv1.DefaultLevelPreset, SameNode: config.SameNodePolicy(configv1.DefaultSameNode)},
 		},
 		{
 			name: "custom levels",
-			args: config.PDAffinityArgs{Levels: customLevels, SameNode: config.SameNodeForbid},
+			args: config.PDAffinityArgs{GPUResourceName: "nvidia.com/gpu", Levels: customLevels, SameNode: config.SameNodeForbid},
 		},
 		{
 			name: "custom levels with equal bandwidths",
-			args: config.PDAffinityArgs{
+			args: config.PDAffinityArgs{GPUResourceName: "nvidia.com/gpu",
 				Levels:   []config.TopologyLevel{level("spine", "example.com/spine", "50G"), level("leaf", "example.com/leaf", "50G")},
 				SameNode: config.SameNodeAllow,
 			},
 		},
 		{
 			name:     "levelPreset together with levels",
-			args:     config.PDAffinityArgs{LevelPreset: "tandem", Levels: customLevels, SameNode: config.SameNodePrefer},
+			args:     config.PDAffinityArgs{GPUResourceName: "nvidia.com/gpu", LevelPreset: "tandem", Levels: customLevels, SameNode: config.SameNodePrefer},
 			wantErrs: []string{"args.levelPreset: Forbidden", "mutually exclusive"},
 		},
 		{
 			name:     "unknown preset",
-			args:     config.PDAffinityArgs{LevelPreset: "aks", SameNode: config.SameNodePrefer},
+			args:     config.PDAffinityArgs{GPUResourceName: "nvidia.com/gpu", LevelPreset: "aks", SameNode: config.SameNodePrefer},
 			wantErrs: []string{`args.levelPreset: Unsupported value: "aks"`, `"eks", "gfd", "gke", "tandem", "topograph"`},
 		},
 		{
 			name:     "neither preset nor levels",
-			args:     config.PDAffinityArgs{SameNode: config.SameNodePrefer},
+			args:     config.PDAffinityArgs{GPUResourceName: "nvidia.com/gpu", SameNode: config.SameNodePrefer},
 			wantErrs: []string{"args.levels: Required value"},
 		},
 		{
 			name: "bandwidth decreasing from coarse to fine",
-			args: config.PDAffinityArgs{
+			args: config.PDAffinityArgs{GPUResourceName: "nvidia.com/gpu",
 				Levels: []config.TopologyLevel{
 					level("zone", "topology.kubernetes.io/zone", "12.5G"),
 					level("spine", "example.com/spine", "50G"),
@@ -230,7 +230,7 @@ func TestValidatePDAffinityArgs(t *testing.T) {
 		},
 		{
 			name: "zero bandwidth",
-			args: config.PDAffinityArgs{
+			args: config.PDAffinityArgs{GPUResourceName: "nvidia.com/gpu",
 				Levels:   []config.TopologyLevel{level("spine", "example.com/spine", "0"), level("leaf", "example.com/leaf", "50G")},
 				SameNode: config.SameNodePrefer,
 			},
@@ -238,7 +238,7 @@ func TestValidatePDAffinityArgs(t *testing.T) {
 		},
 		{
 			name: "negative bandwidth",
-			args: config.PDAffinityArgs{
+			args: config.PDAffinityArgs{GPUResourceName: "nvidia.com/gpu",
 				Levels:   []config.TopologyLevel{level("spine", "example.com/spine", "25G"), level("leaf", "example.com/leaf", "-50G")},
 				SameNode: config.SameNodePrefer,
 			},
@@ -246,7 +246,7 @@ func TestValidatePDAffinityArgs(t *testing.T) {
 		},
 		{
 			name: "duplicate level names",
-			args: config.PDAffinityArgs{
+			args: config.PDAffinityArgs{GPUResourceName: "nvidia.com/gpu",
 				Levels:   []config.TopologyLevel{level("leaf", "example.com/spine", "25G"), level("leaf", "example.com/leaf", "50G")},
 				SameNode: config.SameNodePrefer,
 			},
@@ -254,7 +254,7 @@ func TestValidatePDAffinityArgs(t *testing.T) {
 		},
 		{
 			name: "invalid node label key",
-			args: config.PDAffinityArgs{
+			args: config.PDAffinityArgs{GPUResourceName: "nvidia.com/gpu",
 				Levels:   []config.TopologyLevel{level("leaf", "not a label", "50G")},
 				SameNode: config.SameNodePrefer,
 			},
@@ -262,17 +262,17 @@ func TestValidatePDAffinityArgs(t *testing.T) {
 		},
 		{
 			name:     "unknown same-node policy",
-			args:     config.PDAffinityArgs{LevelPreset: "tandem", SameNode: "Never"},
+			args:     config.PDAffinityArgs{GPUResourceName: "nvidia.com/gpu", LevelPreset: "tandem", SameNode: "Never"},
 			wantErrs: []string{`args.sameNode: Unsupported value: "Never"`, `"Prefer", "Allow", "Forbid"`},
 		},
 		{
 			name:     "empty same-node policy",
-			args:     config.PDAffinityArgs{LevelPreset: "tandem"},
+			args:     config.PDAffinityArgs{GPUResourceName: "nvidia.com/gpu", LevelPreset: "tandem"},
 			wantErrs: []string{`args.sameNode: Unsupported value: ""`},
 		},
 		{
 			name:     "level and same-node errors together",
-			args:     config.PDAffinityArgs{LevelPreset: "aks", SameNode: "Never"},
+			args:     config.PDAffinityArgs{GPUResourceName: "nvidia.com/gpu", LevelPreset: "aks", SameNode: "Never"},
 			wantErrs: []string{"args.levelPreset", "args.sameNode"},
 		},
 	}
@@ -294,7 +294,7 @@ func TestValidatePDAffinityArgs(t *testing.T) {
 func TestValidatePDAffinityArgsEveryPreset(t *testing.T) {
 	for _, name := range topology.PresetNames() {
 		t.Run(name, func(t *testing.T) {
-			args := &config.PDAffinityArgs{LevelPreset: name, SameNode: config.SameNodePrefer}
+			args := &config.PDAffinityArgs{GPUResourceName: "nvidia.com/gpu", LevelPreset: name, SameNode: config.SameNodePrefer}
 			require.NoError(t, validation.ValidatePDAffinityArgs(field.NewPath("args"), args))
 		})
 	}

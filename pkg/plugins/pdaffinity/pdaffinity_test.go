@@ -140,7 +140,7 @@ func TestPreFilter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pl := &PDAffinity{}
+			pl := newTestPlugin(t, nil)
 			pod := st.MakePod().Name("p").Namespace("default").Labels(tt.labels).Obj()
 			state := framework.NewCycleState()
 			res, status := pl.PreFilter(context.Background(), state, pod, nil)
@@ -222,7 +222,7 @@ func TestIsSchedulableAfterOwnLabelChange(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := isSchedulableAfterOwnLabelChange(klog.Background(), rejected, tt.old, tt.new)
+			got, err := newTestPlugin(t, nil).isSchedulableAfterOwnLabelChange(klog.Background(), rejected, tt.old, tt.new)
 			if tt.wantErr {
 				require.Error(t, err)
 			} else {
@@ -234,11 +234,26 @@ func TestIsSchedulableAfterOwnLabelChange(t *testing.T) {
 }
 
 func TestEventsToRegister(t *testing.T) {
-	events, err := (&PDAffinity{}).EventsToRegister(context.Background())
+	events, err := newTestPlugin(t, nil).EventsToRegister(context.Background())
 	require.NoError(t, err)
-	require.Len(t, events, 1)
-	require.Equal(t, fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.UpdatePodLabel}, events[0].Event)
-	require.NotNil(t, events[0].QueueingHintFn)
+	var got []fwk.ClusterEvent
+	for _, e := range events {
+		got = append(got, e.Event)
+	}
+	require.Contains(t, got, fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.UpdatePodLabel})
+	require.Contains(t, got, fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Add})
+}
+
+// newTestPlugin builds the plugin from defaulted args, changed by mutate.
+func newTestPlugin(t *testing.T, mutate func(*config.PDAffinityArgs)) *PDAffinity {
+	t.Helper()
+	args := &config.PDAffinityArgs{LevelPreset: "tandem", SameNode: config.SameNodePrefer, GPUResourceName: "nvidia.com/gpu"}
+	if mutate != nil {
+		mutate(args)
+	}
+	pl, err := New(context.Background(), args, nil)
+	require.NoError(t, err)
+	return pl.(*PDAffinity)
 }
 
 func TestNew(t *testing.T) {
@@ -249,13 +264,14 @@ func TestNew(t *testing.T) {
 	}{
 		{
 			name: "valid preset",
-			args: &config.PDAffinityArgs{LevelPreset: "tandem", SameNode: config.SameNodePrefer},
+			args: &config.PDAffinityArgs{LevelPreset: "tandem", SameNode: config.SameNodePrefer, GPUResourceName: "nvidia.com/gpu"},
 		},
 		{
 			name: "valid levels",
 			args: &config.PDAffinityArgs{
-				Levels:   []config.TopologyLevel{{Name: "leaf", NodeLabel: "example.com/leaf", Bandwidth: resource.MustParse("50G")}},
-				SameNode: config.SameNodeAllow,
+				Levels:          []config.TopologyLevel{{Name: "leaf", NodeLabel: "example.com/leaf", Bandwidth: resource.MustParse("50G")}},
+				SameNode:        config.SameNodeAllow,
+				GPUResourceName: "nvidia.com/gpu",
 			},
 		},
 		{

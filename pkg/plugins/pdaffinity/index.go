@@ -1,0 +1,182 @@
+package pdaffinity
+
+import (
+	"fmt"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/tandem-sched/tandem/pkg/topology"
+)
+
+// groupIndex is what one scheduling cycle knows about the pod's group, built
+// once in PreFilter from the snapshot (placed and assumed pods), so that
+// Filter and Score are O(levels) per node.
+type groupIndex struct {
+	// targets counts, per level and domain id, the pods the incoming pod
+	// wants to be near: in replica mode its unit's placed members, the
+	// opposite role first; in pool mode the group's opposite-role pods.
+	targets []map[string]int
+	// targetNodes are the nodes holding a target, for same-node policy.
+	targetNodes sets.Set[string]
+	// unitMembers counts per level and domain the unit's placed members of
+	// either role, for a required level in replica mode.
+	unitMembers []map[string]int
+	placed      int
+	// roleCounts are the group's placed prefill and decode pods per domain
+	// at the balance level (pool mode).
+	roleCounts map[string]*[2]int
+	// freeGPUs per level and domain, and the GPUs the rest of the unit still
+	// needs: the first pod of a unit looks ahead with them.
+	freeGPUs  []map[string]int64
+	remaining int64
+}
+
+func newGroupIndex(levels int) *groupIndex {
+	g := &groupIndex{targetNodes: sets.New[string](), roleCounts: map[string]*[2]int{}}
+	for range levels {
+		g.targets = append(g.targets, map[string]int{})
+		g.unitMembers = append(g.unitMembers, map[string]int{})
+	}
+	return g
+}
+
+func addAt(m []map[string]int, ids []string) {
+	for i, id := range ids {
+		if id != "" {
+			m[i][id]++
+		}
+	}
+}
+
+// buildIndex walks the snapshot once: every placed pod of the group, and
+// for the first pod of a unit the free GPUs of every domain.
+func (pl *PDAffinity) buildIndex(pod *v1.Pod, m Member, nodes []fwk.NodeInfo, gpus int64, unitSize int) *groupIndex {
+	g := newGroupIndex(len(pl.levels))
+	var opposite, sameRole [][]string
+	var oppositeNodes, sameNodes []string
+	for _, ni := range nodes {
+		node := ni.Node()
+		if node == nil {
+			continue
+		}
+		var np *nodePath
+		for _, pi := range ni.GetPods() {
+			p := pi.GetPod()
+			if p.Namespace != pod.Namespace || p.UID == pod.UID {
+				continue
+			}
+			peer, ok, err := pl.members.read(p)
+			if !ok || err != nil || peer.Group != m.Group {
+				continue
+			}
+			if np == nil {
+				np = pl.paths.get(node)
+			}
+			if m.Unit != "" {
+				if peer.Unit != m.Unit {
+					continue
+				}
+				addAt(g.unitMembers, np.ids)
+				g.placed++
+			}
+			if peer.Role == m.Role.opposite() {
+				opposite = append(opposite, np.ids)
+				oppositeNodes = append(oppositeNodes, node.Name)
+			} else {
+				sameRole = append(sameRole, np.ids)
+				sameNodes = append(sameNodes, node.Name)
+			}
+			if pl.balanceLevel >= 0 {
+				if id := np.ids[pl.balanceLevel]; id != "" {
+					c := g.roleCounts[id]
+					if c == nil {
+						c = &[2]int{}
+						g.roleCounts[id] = c
+					}
+					c[roleSlot(peer.Role)]++
+				}
+			}
+		}
+	}
+	// A unit keeps together even before its other role arrives.
+	if len(opposite) == 0 && m.Unit != "" {
+		opposite, oppositeNodes = sameRole, sameNodes
+	}
+	for i, ids := range opposite {
+		addAt(g.targets, ids)
+		g.targetNodes.Insert(oppositeNodes[i])
+	}
+	if m.Unit != "" && g.placed == 0 && unitSize > 1 {
+		g.remaining = int64(unitSize) * gpus
+		g.freeGPUs = pl.freeGPUsPerDomain(nodes)
+	}
+	return g
+}
+
+func roleSlot(r Role) int {
+	if r == RolePrefill {
+		return 0
+	}
+	return 1
+}
+
+func (pl *PDAffinity) freeGPUsPerDomain(nodes []fwk.NodeInfo) []map[string]int64 {
+	free := make([]map[string]int64, len(pl.levels))
+	for i := range free {
+		free[i] = map[string]int64{}
+	}
+	for _, ni := range nodes {
+		node := ni.Node()
+		if node == nil {
+			continue
+		}
+		f := ni.GetAllocatable().GetScalarResources()[pl.gpuResource] - ni.GetRequested().GetScalarResources()[pl.gpuResource]
+		if f <= 0 {
+			continue
+		}
+		for i, id := range pl.paths.get(node).ids {
+			if id != "" {
+				free[i][id] += f
+			}
+		}
+	}
+	return free
+}
+
+// finestShared is the finest level at which the node's domain holds at
+// least one of counts, or -1.
+func finestShared(counts []map[string]int, ids []string) int {
+	for i := len(ids) - 1; i >= 0; i-- {
+		if ids[i] != "" && counts[i][ids[i]] > 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// finestHolding is the finest level at which the node's domain has at least
+// need free GPUs, and how many it has there; -1 when none has.
+func finestHolding(free []map[string]int64, ids []string, need int64) (int, int64) {
+	for i := len(ids) - 1; i >= 0; i-- {
+		if ids[i] == "" {
+			continue
+		}
+		if f := free[i][ids[i]]; f >= need {
+			return i, f
+		}
+	}
+	return -1, 0
+}
+
+func (pl *PDAffinity) levelName(i int) string {
+	if i < 0 {
+		return string(topology.PathNone)
+	}
+	return pl.levels[i].Name
+}
+
+func describeLevel(name, id string) string {
+	return fmt.Sprintf("%s %q", name, id)
+}
