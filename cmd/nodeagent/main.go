@@ -1,0 +1,199 @@
+// Command nodeagent is tandem's node agent: it runs on every GPU node
+// (DaemonSet), discovers the node's GPU, NVLink, PCIe, NIC and fabric
+// topology and GPUDirect RDMA readiness, and publishes them as the node's
+// NodeTopology and tandem.dev node labels.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/tandem-sched/tandem/apis/topology/v1alpha1"
+	"github.com/tandem-sched/tandem/pkg/generated/clientset/versioned"
+	"github.com/tandem-sched/tandem/pkg/nodeagent"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/gpu/nvmlgpu"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/gpudirect"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/leaf"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/pci"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/podresources"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/runner"
+)
+
+// options are the command-line flags.
+type options struct {
+	nodeName           string
+	kubeconfig         string
+	sysfsRoot          string
+	procfsRoot         string
+	nvmlLibrary        string
+	podResourcesSocket string
+	gpuResourceName    string
+	leafSources        string
+	staticTopology     string
+	infiniBandProbe    bool
+	configureGPUDirect bool
+	maxGDRLevel        string
+	heartbeatInterval  time.Duration
+	resyncInterval     time.Duration
+}
+
+func (o *options) addFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"), "Name of the node the agent runs on (default $NODE_NAME).")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Path to a kubeconfig; in-cluster configuration when empty.")
+	fs.StringVar(&o.sysfsRoot, "sysfs-root", "/sys", "Where the host's sysfs is mounted.")
+	fs.StringVar(&o.procfsRoot, "procfs-root", "/proc", "Where the host's procfs is mounted.")
+	fs.StringVar(&o.nvmlLibrary, "nvml-library", "", "Path of libnvidia-ml.so.1; the dynamic loader's search when empty.")
+	fs.StringVar(&o.podResourcesSocket, "pod-resources-socket", podresources.DefaultSocket, "The kubelet's pod-resources gRPC socket.")
+	fs.StringVar(&o.gpuResourceName, "gpu-resource-name", "nvidia.com/gpu", "Extended resource whose device IDs are GPU UUIDs.")
+	fs.StringVar(&o.leafSources, "leaf-sources", "static,label,lldp", "Comma-separated leaf-switch sources in priority order: static, label, lldp, infiniband.")
+	fs.StringVar(&o.staticTopology, "static-topology-file", "", "YAML or JSON file mapping hostnames or NIC GUIDs to leaf and spine (for the static source).")
+	fs.BoolVar(&o.infiniBandProbe, "enable-infiniband-probe", false, "Allow the infiniband leaf source (runs smpquery, needs umad access); it must also be listed in --leaf-sources.")
+	fs.BoolVar(&o.configureGPUDirect, "configure-gpudirect", false, "Load nvidia-peermem when dma-buf is unavailable and clear ACS P2P redirect on bridges between GPUs and their NICs.")
+	fs.StringVar(&o.maxGDRLevel, "max-gpudirect-level", string(v1alpha1.PCIeLevelPXB), "Farthest GPU-NIC PCIe level (PIX, PXB, PHB, NODE, SYS) at which GPUDirect RDMA counts as usable, as NCCL_NET_GDR_LEVEL.")
+	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", nodeagent.DefaultHeartbeatInterval, "How often the NodeTopology's lastHeartbeatTime is refreshed.")
+	fs.DurationVar(&o.resyncInterval, "resync-interval", nodeagent.DefaultResyncInterval, "How often the node is rediscovered; changes are published at once.")
+}
+
+func (o *options) validate() error {
+	var errs []error
+	if o.nodeName == "" {
+		errs = append(errs, errors.New("--node-name (or NODE_NAME) is required"))
+	}
+	if o.heartbeatInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--heartbeat-interval %v must be positive", o.heartbeatInterval))
+	}
+	if o.resyncInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--resync-interval %v must be positive", o.resyncInterval))
+	}
+	switch v1alpha1.PCIeLevel(o.maxGDRLevel) {
+	case v1alpha1.PCIeLevelPIX, v1alpha1.PCIeLevelPXB, v1alpha1.PCIeLevelPHB, v1alpha1.PCIeLevelNODE, v1alpha1.PCIeLevelSYS:
+	default:
+		errs = append(errs, fmt.Errorf("--max-gpudirect-level %q is not one of PIX, PXB, PHB, NODE, SYS", o.maxGDRLevel))
+	}
+	return errors.Join(errs...)
+}
+
+func (o *options) leafSourceList(run runner.Runner) ([]leaf.Source, error) {
+	build := map[v1alpha1.LeafSource]func() (leaf.Source, error){
+		v1alpha1.LeafSourceStatic: func() (leaf.Source, error) {
+			if o.staticTopology == "" {
+				return nil, nil // listed by default, used only with a file
+			}
+			s := leaf.Static{Path: o.staticTopology}
+			_, err := s.Load()
+			return s, err
+		},
+		v1alpha1.LeafSourceLabel: func() (leaf.Source, error) { return leaf.Labels{}, nil },
+		v1alpha1.LeafSourceLLDP:  func() (leaf.Source, error) { return leaf.LLDP{Runner: run}, nil },
+		v1alpha1.LeafSourceInfiniBand: func() (leaf.Source, error) {
+			if !o.infiniBandProbe {
+				return nil, errors.New("needs --enable-infiniband-probe")
+			}
+			return leaf.InfiniBand{Runner: run}, nil
+		},
+	}
+	return leaf.ParseSources(strings.Split(o.leafSources, ","), build)
+}
+
+func main() {
+	fs := flag.NewFlagSet("nodeagent", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	var o options
+	o.addFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: nodeagent [flags]\n\ntandem's node agent: publishes this node's GPU, NVLink, PCIe, NIC and fabric topology as a NodeTopology.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, &o); err != nil {
+		klog.ErrorS(err, "nodeagent failed")
+		klog.Flush()
+		os.Exit(1)
+	}
+	klog.Flush()
+}
+
+func run(ctx context.Context, o *options) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	cfg, err := restConfig(o.kubeconfig)
+	if err != nil {
+		return err
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("building Kubernetes client: %w", err)
+	}
+	// Custom resources have no protobuf encoding.
+	jsonCfg := rest.CopyConfig(cfg)
+	jsonCfg.ContentType, jsonCfg.AcceptContentTypes = runtime.ContentTypeJSON, runtime.ContentTypeJSON
+	tandem, err := versioned.NewForConfig(jsonCfg)
+	if err != nil {
+		return fmt.Errorf("building tandem client: %w", err)
+	}
+	run := runner.Exec{}
+	sources, err := o.leafSourceList(run)
+	if err != nil {
+		return err
+	}
+	sys := pci.SysFS{Root: o.sysfsRoot}
+	d := &nodeagent.Discoverer{
+		SysRoot:      o.sysfsRoot,
+		NVML:         nvmlgpu.New(o.nvmlLibrary),
+		LeafSources:  sources,
+		Checker:      gpudirect.Checker{SysRoot: o.sysfsRoot, ProcRoot: o.procfsRoot, Config: sys, MaxLevel: v1alpha1.PCIeLevel(o.maxGDRLevel)},
+		PodResources: podresources.Client{Socket: o.podResourcesSocket, Resource: o.gpuResourceName},
+	}
+	if o.configureGPUDirect {
+		d.Configurator = &gpudirect.Configurator{Runner: run, Config: sys}
+	}
+	agent := &nodeagent.Agent{
+		NodeName:          o.nodeName,
+		Kube:              kube,
+		Discoverer:        d,
+		Publisher:         &nodeagent.Publisher{Kube: kube, Tandem: tandem, Clock: clock.RealClock{}},
+		Clock:             clock.RealClock{},
+		ResyncInterval:    o.resyncInterval,
+		HeartbeatInterval: o.heartbeatInterval,
+	}
+	logger := klog.FromContext(ctx).WithValues("node", o.nodeName)
+	logger.Info("Starting tandem node agent", "sysfsRoot", o.sysfsRoot, "leafSources", o.leafSources, "configureGPUDirect", o.configureGPUDirect)
+	return agent.Run(klog.NewContext(ctx, logger))
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("loading kubeconfig %s: %w", kubeconfig, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading in-cluster configuration (pass --kubeconfig outside a cluster): %w", err)
+	}
+	return cfg, nil
+}

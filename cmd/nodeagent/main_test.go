@@ -1,0 +1,51 @@
+package main
+
+import (
+	"flag"
+	"strings"
+	"testing"
+
+	"github.com/tandem-sched/tandem/pkg/nodeagent/runner"
+)
+
+func parse(t *testing.T, args ...string) *options {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	var o options
+	o.addFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return &o
+}
+
+func TestValidate(t *testing.T) {
+	t.Setenv("NODE_NAME", "")
+	err := parse(t, "--heartbeat-interval=0s", "--max-gpudirect-level=FAR").validate()
+	for _, want := range []string{"--node-name", "--heartbeat-interval", "--max-gpudirect-level"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("validate() = %v, want it to mention %s", err, want)
+		}
+	}
+	t.Setenv("NODE_NAME", "gpu-1")
+	if err := parse(t).validate(); err != nil {
+		t.Errorf("defaults with NODE_NAME: %v", err)
+	}
+}
+
+func TestLeafSourceList(t *testing.T) {
+	run := runner.NewFake()
+	srcs, err := parse(t).leafSourceList(run)
+	if err != nil || len(srcs) != 2 || srcs[0].Name() != "label" || srcs[1].Name() != "lldp" {
+		t.Errorf("default sources = %v, %v (static is skipped without a file)", srcs, err)
+	}
+	if _, err := parse(t, "--leaf-sources=infiniband").leafSourceList(run); err == nil || !strings.Contains(err.Error(), "--enable-infiniband-probe") {
+		t.Errorf("infiniband without the opt-in flag: %v", err)
+	}
+	if srcs, err := parse(t, "--leaf-sources=infiniband,label", "--enable-infiniband-probe").leafSourceList(run); err != nil || srcs[0].Name() != "infiniband" {
+		t.Errorf("infiniband opted in: %v, %v", srcs, err)
+	}
+	if _, err := parse(t, "--static-topology-file=/nonexistent/topo.yaml").leafSourceList(run); err == nil || !strings.Contains(err.Error(), "/nonexistent/topo.yaml") {
+		t.Errorf("missing static file: %v", err)
+	}
+}

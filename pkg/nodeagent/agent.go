@@ -1,0 +1,116 @@
+package nodeagent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/tandem-sched/tandem/pkg/nodeagent/leaf"
+)
+
+// Defaults for Agent's intervals.
+const (
+	DefaultHeartbeatInterval = time.Minute
+	DefaultResyncInterval    = 30 * time.Second
+)
+
+// Agent discovers at every resync and publishes what changed, and beats the
+// heartbeat at its own interval.
+type Agent struct {
+	NodeName   string
+	Kube       kubernetes.Interface
+	Discoverer *Discoverer
+	Publisher  *Publisher
+	Clock      clock.WithTicker
+
+	ResyncInterval    time.Duration
+	HeartbeatInterval time.Duration
+	// Backoff spaces retries after a failed sync; its Cap bounds the wait.
+	Backoff wait.Backoff
+
+	// OnSync, when set, is called after every sync Run makes (for tests).
+	OnSync func(Writes, error)
+}
+
+// DefaultBackoff is the retry schedule after a failed sync.
+func DefaultBackoff() wait.Backoff {
+	return wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: 8, Cap: 2 * time.Minute}
+}
+
+// Run syncs once, then at every resync interval, heartbeats in between, and
+// retries failed syncs with exponential backoff. It returns when ctx ends,
+// leaving everything it published in place.
+func (a *Agent) Run(ctx context.Context) error {
+	logger := klog.FromContext(ctx).WithValues("node", a.NodeName)
+	ctx = klog.NewContext(ctx, logger)
+	if a.ResyncInterval <= 0 || a.HeartbeatInterval <= 0 {
+		return fmt.Errorf("resync interval %v and heartbeat interval %v must be positive", a.ResyncInterval, a.HeartbeatInterval)
+	}
+	resync := a.Clock.NewTicker(a.ResyncInterval)
+	defer resync.Stop()
+	heartbeat := a.Clock.NewTicker(a.HeartbeatInterval)
+	defer heartbeat.Stop()
+	backoff := a.Backoff
+	if backoff.Steps == 0 {
+		backoff = DefaultBackoff()
+	}
+	var retryC <-chan time.Time
+	sync := func() {
+		w, err := a.SyncOnce(ctx)
+		// Reported once the retry is scheduled, so that a test stepping a
+		// fake clock on the report cannot step past it.
+		defer a.report(w, err)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			wait := backoff.Step()
+			logger.Error(err, "Sync failed; retrying", "after", wait)
+			retryC = a.Clock.After(wait)
+			return
+		}
+		backoff = a.Backoff
+		if backoff.Steps == 0 {
+			backoff = DefaultBackoff()
+		}
+		retryC = nil
+	}
+	sync()
+	for {
+		select {
+		case <-ctx.Done():
+			logger.Info("Stopping; published state is left in place")
+			return nil
+		case <-resync.C():
+			sync()
+		case <-retryC:
+			sync()
+		case <-heartbeat.C():
+			if _, err := a.Publisher.Heartbeat(ctx); err != nil && ctx.Err() == nil {
+				logger.Error(err, "Heartbeat failed")
+			}
+		}
+	}
+}
+
+// SyncOnce reads the Node, discovers and publishes.
+func (a *Agent) SyncOnce(ctx context.Context) (Writes, error) {
+	node, err := a.Kube.CoreV1().Nodes().Get(ctx, a.NodeName, metav1.GetOptions{})
+	if err != nil {
+		return Writes{}, fmt.Errorf("getting node %s: %w", a.NodeName, err)
+	}
+	d := a.Discoverer.Discover(ctx, leaf.Node{Name: node.Name, Labels: node.Labels})
+	return a.Publisher.Publish(ctx, node, d)
+}
+
+func (a *Agent) report(w Writes, err error) {
+	if a.OnSync != nil {
+		a.OnSync(w, err)
+	}
+}

@@ -1,0 +1,252 @@
+// Package nodeagent is tandem's node agent: it discovers a GPU node's GPUs,
+// NVLink islands, RDMA NICs, PCIe paths, fabric position, GPUDirect RDMA
+// readiness and GPU allocations, and publishes them as the node's
+// NodeTopology and a few node labels. The sources live in subpackages, each
+// behind a small interface with a fake.
+package nodeagent
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"k8s.io/klog/v2"
+
+	"github.com/tandem-sched/tandem/apis/topology/v1alpha1"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/gpu"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/gpudirect"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/leaf"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/pci"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/podresources"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/rdma"
+)
+
+// Discoverer gathers everything the agent publishes.
+type Discoverer struct {
+	SysRoot string
+	NVML    gpu.Library
+	// LeafSources are tried in order; may be empty.
+	LeafSources []leaf.Source
+	Checker     gpudirect.Checker
+	// Configurator, when set, is run when the checks fail, and the checks
+	// are run again after it (--configure-gpudirect).
+	Configurator *gpudirect.Configurator
+	// PodResources may be nil (no allocations reported).
+	PodResources podresources.Lister
+}
+
+// NIC is a discovered NIC port with its place in the fabric.
+type NIC struct {
+	rdma.Port
+	Leaf leaf.Result
+	Rail int
+}
+
+// Discovery is one pass over the node. Each *Err field says what a source
+// could not read; everything else it found is still here.
+type Discovery struct {
+	NodeName string
+
+	GPUs   gpu.Inventory
+	GPUErr error
+
+	NICs   []NIC
+	NICErr error
+
+	// PCI holds the tree position of every GPU and NIC that could be placed.
+	PCI    map[string]pci.Device
+	PCIErr error
+	// Paths is the GPU x NIC level matrix, sorted by GPU then NIC.
+	Paths []v1alpha1.PCIePath
+	// BestNIC maps a GPU index to the NIC it sends through.
+	BestNIC map[int]string
+
+	Fabric       leaf.Fabric
+	LeafErr      error
+	NVLinkDomain string
+
+	GPUDirect gpudirect.Result
+	// GPUDirectChanges are what --configure-gpudirect changed this pass.
+	GPUDirectChanges []gpudirect.Change
+	ConfigureErr     error
+
+	Allocations []v1alpha1.GPUAllocation
+	AllocErr    error
+}
+
+// Discover runs every source. It never fails as a whole: each source's
+// error is kept in the Discovery next to what the others found.
+func (d *Discoverer) Discover(ctx context.Context, node leaf.Node) *Discovery {
+	logger := klog.FromContext(ctx)
+	out := &Discovery{NodeName: node.Name, PCI: map[string]pci.Device{}, BestNIC: map[int]string{}}
+
+	if d.NVML != nil {
+		out.GPUs, out.GPUErr = gpu.Discover(ctx, d.NVML)
+	} else {
+		out.GPUErr = errors.New("no NVML library configured")
+	}
+	ports, err := rdma.Discover(d.SysRoot)
+	out.NICErr = err
+	for _, p := range ports {
+		out.NICs = append(out.NICs, NIC{Port: p})
+	}
+
+	d.placeDevices(out)
+	d.computePaths(out)
+	d.resolveLeaves(ctx, node, out)
+	out.NVLinkDomain = nvlinkDomain(node.Name, out.GPUs)
+
+	in := out.gpuDirectInput()
+	out.GPUDirect = d.Checker.Check(ctx, in)
+	if d.Configurator != nil && !out.GPUDirect.Ready {
+		out.GPUDirectChanges, out.ConfigureErr = d.Configurator.Configure(ctx, in, out.GPUDirect)
+		if out.ConfigureErr != nil {
+			logger.Error(out.ConfigureErr, "Configuring GPUDirect RDMA")
+		}
+		if len(out.GPUDirectChanges) > 0 {
+			out.GPUDirect = d.Checker.Check(ctx, in)
+		}
+	}
+
+	if d.PodResources != nil {
+		out.Allocations, out.AllocErr = d.PodResources.Allocations(ctx)
+	}
+	for _, e := range []error{out.GPUErr, out.NICErr, out.PCIErr, out.LeafErr, out.AllocErr} {
+		if e != nil {
+			logger.V(1).Info("Discovery problem", "err", e)
+		}
+	}
+	return out
+}
+
+// placeDevices resolves every GPU and NIC in the PCI tree, filling in a GPU's
+// NUMA node from sysfs when NVML did not give one.
+func (d *Discoverer) placeDevices(out *Discovery) {
+	sys := pci.SysFS{Root: d.SysRoot}
+	var errs []error
+	place := func(bdf string) (pci.Device, bool) {
+		if dev, ok := out.PCI[bdf]; ok {
+			return dev, true
+		}
+		dev, err := sys.Device(bdf)
+		if err != nil {
+			errs = append(errs, err)
+			if dev.BDF == "" {
+				return pci.Device{}, false
+			}
+		}
+		out.PCI[bdf] = dev
+		return dev, true
+	}
+	for i := range out.GPUs.GPUs {
+		g := &out.GPUs.GPUs[i]
+		if dev, ok := place(g.PCIBusID); ok && g.NUMANode < 0 {
+			g.NUMANode = dev.NUMANode
+		}
+	}
+	for _, n := range out.NICs {
+		place(n.PCIBusID)
+	}
+	out.PCIErr = errors.Join(errs...)
+}
+
+// computePaths fills the level matrix, each GPU's best NIC (nearest level;
+// among equals the one serving fewest GPUs so far, then by name) and rails.
+func (d *Discoverer) computePaths(out *Discovery) {
+	load := map[string]int{}
+	for _, g := range out.GPUs.GPUs {
+		gdev, ok := out.PCI[g.PCIBusID]
+		if !ok {
+			continue
+		}
+		best, bestRank := "", 99
+		for _, n := range out.NICs {
+			ndev, ok := out.PCI[n.PCIBusID]
+			if !ok {
+				continue
+			}
+			level := pci.Level(gdev, ndev)
+			out.Paths = append(out.Paths, v1alpha1.PCIePath{GPU: int32(g.Index), NIC: n.Name, Level: level})
+			rank := pci.LevelRank(level)
+			if rank < bestRank || (rank == bestRank && (load[n.Name] < load[best] || (load[n.Name] == load[best] && n.Name < best))) {
+				best, bestRank = n.Name, rank
+			}
+		}
+		if best != "" {
+			out.BestNIC[g.Index] = best
+			load[best]++
+		}
+	}
+	slices.SortFunc(out.Paths, func(a, b v1alpha1.PCIePath) int {
+		return cmp.Or(cmp.Compare(a.GPU, b.GPU), strings.Compare(a.NIC, b.NIC))
+	})
+	// Rail r is the r-th NIC to serve a GPU, in GPU order, so that on
+	// identical nodes the NIC next to GPU i is on the same rail everywhere;
+	// NICs serving no GPU come after, in name order.
+	rail := map[string]int{}
+	for _, g := range out.GPUs.GPUs {
+		if n, ok := out.BestNIC[g.Index]; ok {
+			if _, seen := rail[n]; !seen {
+				rail[n] = len(rail)
+			}
+		}
+	}
+	for i := range out.NICs {
+		if _, ok := rail[out.NICs[i].Name]; !ok {
+			rail[out.NICs[i].Name] = len(rail)
+		}
+		out.NICs[i].Rail = rail[out.NICs[i].Name]
+	}
+}
+
+func (d *Discoverer) resolveLeaves(ctx context.Context, node leaf.Node, out *Discovery) {
+	nics := make([]leaf.NIC, 0, len(out.NICs))
+	for _, n := range out.NICs {
+		nics = append(nics, leaf.NIC{Name: n.Name, Device: n.Device, Port: n.Port.Port, NetDev: n.NetDev, NodeGUID: n.NodeGUID, LinkLayer: n.LinkLayer})
+	}
+	out.Fabric, out.LeafErr = leaf.Resolve(ctx, d.LeafSources, node, nics)
+	for i := range out.NICs {
+		out.NICs[i].Leaf = out.Fabric.PerNIC[out.NICs[i].Name]
+	}
+}
+
+// nvlinkDomain is the GB200-style fabric clique ("<cluster UUID>.<clique>",
+// the form GPU Feature Discovery uses) when the GPUs registered with one, the
+// node's own name when NVLink stops at the board, and "" without NVLink.
+func nvlinkDomain(nodeName string, inv gpu.Inventory) string {
+	for _, g := range inv.GPUs {
+		if f := g.Fabric; f != nil && f.State == gpu.FabricCompleted && f.ClusterUUID != "" {
+			return fmt.Sprintf("%s.%d", f.ClusterUUID, f.CliqueID)
+		}
+	}
+	for _, g := range inv.GPUs {
+		if len(g.Peers) > 0 {
+			return nodeName
+		}
+	}
+	return ""
+}
+
+func (out *Discovery) gpuDirectInput() gpudirect.Input {
+	in := gpudirect.Input{GPUCount: len(out.GPUs.GPUs), NICCount: len(out.NICs)}
+	nics := map[string]NIC{}
+	for _, n := range out.NICs {
+		nics[n.Name] = n
+	}
+	for _, g := range out.GPUs.GPUs {
+		name, ok := out.BestNIC[g.Index]
+		if !ok {
+			continue
+		}
+		n := nics[name]
+		gdev, ndev := out.PCI[g.PCIBusID], out.PCI[n.PCIBusID]
+		in.Pairs = append(in.Pairs, gpudirect.Pair{
+			GPU: g.Index, GPUBDF: g.PCIBusID, NIC: name, NICBDF: n.PCIBusID, NICState: n.State,
+			Level: pci.Level(gdev, ndev), Bridges: pci.PathBridges(gdev, ndev),
+		})
+	}
+	return in
+}

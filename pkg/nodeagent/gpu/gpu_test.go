@@ -1,0 +1,105 @@
+package gpu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestNormalizePCIBusID(t *testing.T) {
+	for _, tc := range []struct{ in, want, err string }{
+		{in: "00000000:1A:00.0", want: "0000:1a:00.0"},
+		{in: "00000008:01:00.0", want: "0008:01:00.0"},
+		{in: "0000:c1:00.1", want: "0000:c1:00.1"},
+		{in: "00010000:1A:00.0", err: "wider than 16 bits"},
+		{in: "1A:00.0", err: "not domain:bus:device.function"},
+		{in: "0000:1a:00.8", err: "not domain:bus:device.function"},
+	} {
+		got, err := NormalizePCIBusID(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("NormalizePCIBusID(%q) error %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("NormalizePCIBusID(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func bdf(i int) string { return fmt.Sprintf("0000:%02x:00.0", 0x10+i) }
+
+func direct(peers ...int) []NVLink {
+	var l []NVLink
+	for i, p := range peers {
+		l = append(l, NVLink{Link: i, Active: true, RemoteType: RemoteGPU, RemotePCIBusID: bdf(p)})
+	}
+	return l
+}
+
+func TestIslandsFromDirectLinks(t *testing.T) {
+	// 0-1 and 1-2 bridged (a chain is one island), 3 alone with an inactive
+	// link to 4, 4-5 bridged but with P2P disabled.
+	devs := []DeviceInfo{
+		{UUID: "GPU-0", PCIBusID: bdf(0), NVLinks: direct(1)},
+		{UUID: "GPU-1", PCIBusID: bdf(1), NVLinks: direct(0, 2)},
+		{UUID: "GPU-2", PCIBusID: bdf(2), NVLinks: direct(1)},
+		{UUID: "GPU-3", PCIBusID: bdf(3), NVLinks: []NVLink{{Link: 0, Active: false, RemoteType: RemoteGPU, RemotePCIBusID: bdf(4)}}},
+		{UUID: "GPU-4", PCIBusID: bdf(4), NVLinks: direct(5)},
+		{UUID: "GPU-5", PCIBusID: bdf(5), NVLinks: direct(4)},
+	}
+	f := NewFake(devs...)
+	f.DisableP2P(4, 5)
+	inv, err := Discover(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(inv.Islands); got != "[[0 1 2] [3] [4] [5]]" {
+		t.Errorf("islands = %s", got)
+	}
+	if got := fmt.Sprint(inv.GPUs[1].Peers); got != "[0 2]" {
+		t.Errorf("GPU 1 peers = %s", got)
+	}
+	if inv.GPUs[2].Island != 0 || inv.GPUs[5].Island != 3 {
+		t.Errorf("island ids %d %d", inv.GPUs[2].Island, inv.GPUs[5].Island)
+	}
+}
+
+func TestIslandsBehindNVSwitch(t *testing.T) {
+	var devs []DeviceInfo
+	for i := range 4 {
+		devs = append(devs, DeviceInfo{UUID: fmt.Sprint("GPU-", i), PCIBusID: bdf(i),
+			NVLinks: []NVLink{{Link: 0, Active: true, RemoteType: RemoteNVSwitch, RemotePCIBusID: "0000:c0:00.0"}}})
+	}
+	// GPU 4 has its NVLinks down: it is alone.
+	devs = append(devs, DeviceInfo{UUID: "GPU-4", PCIBusID: bdf(4), NVLinks: []NVLink{{Link: 0, RemoteType: RemoteUnknown}}})
+	inv, err := Discover(context.Background(), NewFake(devs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(inv.Islands); got != "[[0 1 2 3] [4]]" {
+		t.Errorf("islands = %s", got)
+	}
+	if got := fmt.Sprint(inv.GPUs[2].Peers); got != "[0 1 3]" {
+		t.Errorf("GPU 2 peers = %s", got)
+	}
+}
+
+func TestDiscoverErrors(t *testing.T) {
+	f := NewFake(DeviceInfo{UUID: "GPU-0", PCIBusID: bdf(0)}, DeviceInfo{UUID: "GPU-1", PCIBusID: bdf(1)})
+	f.SetDeviceError(0, ErrGPULost)
+	inv, err := Discover(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.GPUs) != 1 || inv.GPUs[0].Index != 1 || len(inv.Lost) != 1 || !errors.Is(inv.Lost[0].Err, ErrGPULost) {
+		t.Errorf("inventory = %+v", inv)
+	}
+	f.SetInitError(ErrLibraryNotFound)
+	if _, err := Discover(context.Background(), f); !errors.Is(err, ErrLibraryNotFound) {
+		t.Errorf("Discover with no library: %v", err)
+	}
+}

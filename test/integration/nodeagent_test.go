@@ -1,0 +1,355 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	podresourcesv1 "k8s.io/kubelet/pkg/apis/podresources/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/tandem-sched/tandem/apis/topology/v1alpha1"
+	"github.com/tandem-sched/tandem/pkg/generated/clientset/versioned"
+	"github.com/tandem-sched/tandem/pkg/nodeagent"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/fixtures"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/gpudirect"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/leaf"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/pci"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/podresources"
+	"github.com/tandem-sched/tandem/pkg/topology"
+	"github.com/tandem-sched/tandem/test/integration/framework"
+)
+
+// agentWriteCounter counts the requests that change something: everything
+// but GET (which covers LIST and WATCH).
+type agentWriteCounter struct {
+	mu     sync.Mutex
+	writes []string
+}
+
+func (c *agentWriteCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return agentRoundTripper{rt: rt, c: c}
+}
+
+type agentRoundTripper struct {
+	rt http.RoundTripper
+	c  *agentWriteCounter
+}
+
+func (r agentRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodGet {
+		r.c.mu.Lock()
+		r.c.writes = append(r.c.writes, req.Method+" "+req.URL.Path)
+		r.c.mu.Unlock()
+	}
+	return r.rt.RoundTrip(req)
+}
+
+func (c *agentWriteCounter) snapshot() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.writes)
+}
+
+// agentKubelet is a pod-resources server whose answer the test changes.
+type agentKubelet struct {
+	podresourcesv1.UnimplementedPodResourcesListerServer
+	mu   sync.Mutex
+	resp *podresourcesv1.ListPodResourcesResponse
+}
+
+func (k *agentKubelet) List(context.Context, *podresourcesv1.ListPodResourcesRequest) (*podresourcesv1.ListPodResourcesResponse, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.resp, nil
+}
+
+func (k *agentKubelet) allocate(pod, uuid string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ns, name, _ := strings.Cut(pod, "/")
+	k.resp = &podresourcesv1.ListPodResourcesResponse{PodResources: []*podresourcesv1.PodResources{{
+		Name: name, Namespace: ns, Containers: []*podresourcesv1.ContainerResources{{
+			Name: "engine", Devices: []*podresourcesv1.ContainerDevices{{ResourceName: "nvidia.com/gpu", DeviceIds: []string{uuid}}},
+		}},
+	}}}
+}
+
+func startAgentKubelet(t *testing.T) (*agentKubelet, string) {
+	t.Helper()
+	socket := filepath.Join(t.TempDir(), "kubelet.sock")
+	lis, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &agentKubelet{resp: &podresourcesv1.ListPodResourcesResponse{}}
+	srv := grpc.NewServer()
+	podresourcesv1.RegisterPodResourcesListerServer(srv, k)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	return k, socket
+}
+
+// TestNodeAgentPublishesAndOnlyWritesChanges runs the agent's loop on the
+// HGX H100 fixture against a real apiserver.
+func TestNodeAgentPublishesAndOnlyWritesChanges(t *testing.T) {
+	cp := framework.StartControlPlane(t)
+	ctx := context.Background()
+	m, err := fixtures.Build(t.TempDir(), fixtures.HGXH100())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeName := m.Spec.Hostname
+	node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{
+		"network.topology.nvidia.com/tier-0": "leaf-07", "network.topology.nvidia.com/tier-1": "spine-2", "kubernetes.io/hostname": nodeName,
+	}}}
+	node, err = cp.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	counter := &agentWriteCounter{}
+	cfg := rest.CopyConfig(cp.Config)
+	cfg.Wrap(counter.wrap)
+	kube := kubernetes.NewForConfigOrDie(cfg)
+	tandem := versioned.NewForConfigOrDie(framework.JSONConfig(cfg))
+	kubelet, socket := startAgentKubelet(t)
+
+	clk := clocktesting.NewFakeClock(time.Now())
+	const resync, heartbeat = 10 * time.Second, time.Minute
+	syncs := make(chan error, 100)
+	agent := &nodeagent.Agent{
+		NodeName: nodeName,
+		Kube:     kube,
+		Discoverer: &nodeagent.Discoverer{
+			SysRoot:      m.SysRoot,
+			NVML:         m.NVML,
+			LeafSources:  []leaf.Source{leaf.Labels{}},
+			Checker:      gpudirect.Checker{SysRoot: m.SysRoot, ProcRoot: m.ProcRoot, Config: pci.SysFS{Root: m.SysRoot}},
+			PodResources: podresources.Client{Socket: socket, Resource: "nvidia.com/gpu"},
+		},
+		Publisher:         &nodeagent.Publisher{Kube: kube, Tandem: tandem, Clock: clk},
+		Clock:             clk,
+		ResyncInterval:    resync,
+		HeartbeatInterval: heartbeat,
+		OnSync:            func(_ nodeagent.Writes, err error) { syncs <- err },
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- agent.Run(runCtx) }()
+	defer func() {
+		stop()
+		<-done
+	}()
+
+	waitSync := func() {
+		t.Helper()
+		select {
+		case err := <-syncs:
+			if err != nil {
+				t.Fatalf("sync: %v", err)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatal("no sync")
+		}
+	}
+	// next advances the fake clock by one resync period and waits for the
+	// sync, and for the heartbeat when one is due.
+	elapsed := time.Duration(0)
+	next := func() {
+		t.Helper()
+		before := len(counter.snapshot())
+		clk.Step(resync)
+		elapsed += resync
+		waitSync()
+		if elapsed%heartbeat == 0 {
+			deadline := time.Now().Add(waitTimeout)
+			for !slices.ContainsFunc(counter.snapshot()[before:], func(w string) bool { return w == "PATCH /apis/tandem.dev/v1alpha1/nodetopologies/"+nodeName+"/status" }) {
+				if time.Now().After(deadline) {
+					t.Fatal("no heartbeat")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	// writesDuring runs step and returns the writes it caused.
+	writesDuring := func(step func()) []string {
+		t.Helper()
+		before := len(counter.snapshot())
+		step()
+		return counter.snapshot()[before:]
+	}
+	get := func() *v1alpha1.NodeTopology {
+		t.Helper()
+		nt, err := cp.Tandem.TandemV1alpha1().NodeTopologies().Get(ctx, nodeName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nt
+	}
+	getNode := func() *v1.Node {
+		t.Helper()
+		n, err := cp.Client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	check := func(nt *v1alpha1.NodeTopology, name string) string {
+		for _, c := range nt.Status.GPUDirectRDMA.Checks {
+			if c.Name == name {
+				return string(c.Result) + "/" + c.Reason
+			}
+		}
+		return "missing"
+	}
+
+	// First publish.
+	waitSync()
+	if got := counter.snapshot(); len(got) != 4 {
+		t.Fatalf("first sync wrote %d times, want create + status + labels + condition: %v", len(got), got)
+	}
+	nt := get()
+	st := nt.Status
+	if st.GPUCount != 8 || st.NICCount != 8 || len(st.NVLinkIslands) != 1 || len(st.NVLinkIslands[0].GPUs) != 8 {
+		t.Errorf("gpus %d nics %d islands %+v", st.GPUCount, st.NICCount, st.NVLinkIslands)
+	}
+	for _, p := range st.PCIePaths {
+		if (p.NIC == fmt.Sprintf("mlx5_%d", p.GPU)) != (p.Level == v1alpha1.PCIeLevelPIX) {
+			t.Errorf("GPU %d - %s is %s", p.GPU, p.NIC, p.Level)
+		}
+	}
+	if !st.GPUDirectRDMA.Ready || st.GPUDirectRDMA.Mode != v1alpha1.GPUDirectDMABuf || st.Leaf != "leaf-07" || st.Spine != "spine-2" || st.NVLinkDomain != nodeName {
+		t.Errorf("gpudirect %+v leaf %q spine %q domain %q", st.GPUDirectRDMA, st.Leaf, st.Spine, st.NVLinkDomain)
+	}
+	if len(nt.OwnerReferences) != 1 || nt.OwnerReferences[0].UID != node.UID || nt.OwnerReferences[0].Kind != "Node" || !*nt.OwnerReferences[0].Controller {
+		t.Errorf("owner references %+v", nt.OwnerReferences)
+	}
+	if st.LastHeartbeatTime.IsZero() || len(st.GPUAllocations) != 0 {
+		t.Errorf("heartbeat %v allocations %+v", st.LastHeartbeatTime, st.GPUAllocations)
+	}
+	n := getNode()
+	wantLabels := map[string]string{topology.LabelLeaf: "leaf-07", topology.LabelSpine: "spine-2", topology.LabelNVLinkDomain: nodeName, topology.LabelGPUDirectRDMA: "true"}
+	for k, v := range wantLabels {
+		if n.Labels[k] != v {
+			t.Errorf("label %s = %q, want %q", k, n.Labels[k], v)
+		}
+	}
+	if n.Labels["kubernetes.io/hostname"] != nodeName {
+		t.Error("the label patch touched another label")
+	}
+	nodeCondition := func(n *v1.Node) string {
+		for _, c := range n.Status.Conditions {
+			if c.Type == nodeagent.ConditionGPUDirectRDMAReady {
+				return string(c.Status) + "/" + c.Reason
+			}
+		}
+		return "missing"
+	}
+	if got := nodeCondition(n); got != "True/AllChecksPassed" {
+		t.Errorf("node condition %s", got)
+	}
+
+	// Steady state: 3 minutes of resyncs write nothing but 3 heartbeats.
+	steady := func() {
+		t.Helper()
+		before := len(counter.snapshot())
+		for range 18 {
+			next()
+		}
+		time.Sleep(100 * time.Millisecond) // let a stray write show up
+		writes := counter.snapshot()[before:]
+		if len(writes) != 3 {
+			t.Errorf("steady state: %d writes in 3 minutes, want 3 heartbeats: %v", len(writes), writes)
+		}
+		for _, w := range writes {
+			if !strings.HasSuffix(w, "/nodetopologies/"+nodeName+"/status") || !strings.HasPrefix(w, "PATCH") {
+				t.Errorf("steady-state write %s is not a heartbeat", w)
+			}
+		}
+	}
+	hb := get().Status.LastHeartbeatTime
+	steady()
+	if got := get().Status.LastHeartbeatTime; !got.After(hb.Time) {
+		t.Errorf("heartbeat %v did not advance from %v", got, hb)
+	}
+
+	// A NIC port goes down.
+	if err := m.SetPortState("mlx5_3", "1: DOWN", "3: Disabled"); err != nil {
+		t.Fatal(err)
+	}
+	writes := writesDuring(next)
+	nt = get()
+	if nt.Status.NICs[3].State != v1alpha1.PortDown || nt.Status.GPUDirectRDMA.Ready || check(nt, gpudirect.CheckNICPort) != "Fail/NICPortNotActive" {
+		t.Errorf("after NIC down: NIC 3 %s, gpudirect %+v", nt.Status.NICs[3].State, nt.Status.GPUDirectRDMA)
+	}
+	if n := getNode(); n.Labels[topology.LabelGPUDirectRDMA] != "false" || nodeCondition(n) != "False/NICPortNotActive" {
+		t.Errorf("after NIC down: label %q condition %s", n.Labels[topology.LabelGPUDirectRDMA], nodeCondition(n))
+	}
+	if len(writes) != 3 {
+		t.Errorf("NIC down: %d writes, want status + label + condition: %v", len(writes), writes)
+	}
+
+	// It comes back, and ACS redirect is enabled on a bridge between GPU 5
+	// and NIC 5.
+	if err := m.SetPortState("mlx5_3", "4: ACTIVE", "5: LinkUp"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetACSControl("0000:62:01.0", fixtures.ACSRedirecting); err != nil {
+		t.Fatal(err)
+	}
+	writes = writesDuring(next)
+	nt = get()
+	if nt.Status.NICs[3].State != v1alpha1.PortActive || check(nt, gpudirect.CheckACS) != "Fail/ACSRedirectEnabled" || check(nt, gpudirect.CheckNICPort) != "Pass/NICPortsActive" {
+		t.Errorf("after ACS redirect: checks %+v", nt.Status.GPUDirectRDMA.Checks)
+	}
+	if n := getNode(); nodeCondition(n) != "False/ACSRedirectEnabled" || n.Labels[topology.LabelGPUDirectRDMA] != "false" {
+		t.Errorf("after ACS redirect: condition %s", nodeCondition(n))
+	}
+	if len(writes) != 2 {
+		t.Errorf("ACS redirect: %d writes, want status + condition (the label stays false): %v", len(writes), writes)
+	}
+
+	// ACS is fixed; then the kubelet allocates GPU 2 to a pod.
+	if err := m.SetACSControl("0000:62:01.0", fixtures.ACSSourceValidationOnly); err != nil {
+		t.Fatal(err)
+	}
+	if writes := writesDuring(next); len(writes) != 3 || !get().Status.GPUDirectRDMA.Ready {
+		t.Errorf("ACS fixed: %d writes, want 3: %v", len(writes), writes)
+	}
+	kubelet.allocate("llm/decode-0", m.Spec.GPUs[2].UUID)
+	writes = writesDuring(next)
+	nt = get()
+	if len(nt.Status.GPUAllocations) != 1 || nt.Status.GPUAllocations[0].Pod != "llm/decode-0" || nt.Status.GPUAllocations[0].GPUs[0] != m.Spec.GPUs[2].UUID {
+		t.Errorf("allocations %+v", nt.Status.GPUAllocations)
+	}
+	if len(writes) != 1 || !strings.HasPrefix(writes[0], "PUT") {
+		t.Errorf("allocation: %d writes, want one status update: %v", len(writes), writes)
+	}
+
+	steady()
+
+	// SIGTERM: the agent stops and leaves everything in place.
+	before := get()
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("Run returned %v", err)
+	}
+	done <- nil // for the deferred receive
+	after := get()
+	if after.ResourceVersion != before.ResourceVersion || getNode().Labels[topology.LabelLeaf] != "leaf-07" {
+		t.Error("stopping the agent changed what it had published")
+	}
+}
