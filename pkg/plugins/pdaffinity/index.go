@@ -1,8 +1,6 @@
 package pdaffinity
 
 import (
-	"fmt"
-
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -175,8 +173,4 @@ func (pl *PDAffinity) levelName(i int) string {
 		return string(topology.PathNone)
 	}
 	return pl.levels[i].Name
-}
-
-func describeLevel(name, id string) string {
-	return fmt.Sprintf("%s %q", name, id)
 }

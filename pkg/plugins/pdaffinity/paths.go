@@ -40,7 +40,10 @@ func (c *pathCache) get(node *v1.Node) *nodePath {
 		resourceVersion: node.ResourceVersion,
 		path:            c.levels.PathOf(node.Labels),
 		ids:             make([]string, len(c.levels)),
-		gpuDirect:       topology.GPUDirectRDMAReady(node.Labels),
+		// Only a node the agent found broken bounces through host memory; a
+		// node without the label (no agent, a cloud's own labels) is not
+		// assumed broken.
+		gpuDirect: node.Labels[topology.LabelGPUDirectRDMA] != "false",
 	}
 	for i := range c.levels {
 		p.ids[i] = c.levels.DomainID(p.path, i)

@@ -146,6 +146,9 @@ type preFilterState struct {
 	// ratio is the pool's target prefill share, in (0, 1).
 	ratio float64
 	index *groupIndex
+	// Filter's reasons for a required level, worded once per cycle so that
+	// the pod's event counts nodes per reason instead of listing each one.
+	outsideReason, capacityReason string
 }
 
 // Clone returns the state itself. Preemption's dry runs, which clone to add
@@ -172,6 +175,7 @@ func (pl *PDAffinity) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 			return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("pod annotation %s=%q is not a topology level; levels are %s", AnnotationRequiredLevel, v, pl.levelNames()))
 		}
 		s.requiredLevel = i
+		s.outsideReason = fmt.Sprintf("node is outside the %[1]s of group %[2]s's placed pods (%[3]s=%[1]s)", v, member.Group, AnnotationRequiredLevel)
 	}
 	unitSize := member.UnitSize
 	if member.PodGroup != "" && unitSize == 0 && pl.podGroups != nil {
@@ -191,6 +195,11 @@ func (pl *PDAffinity) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 		}
 	}
 	s.index = pl.buildIndex(pod, member, nodes, gpuRequest(pod, pl.gpuResource), unitSize)
+	if s.requiredLevel >= 0 {
+		level := pl.levels[s.requiredLevel].Name
+		s.capacityReason = fmt.Sprintf("%s has too few free GPUs: unit %s needs %d in one %s (%s=%s)",
+			level, member.unitName(), s.index.remaining, level, AnnotationRequiredLevel, level)
+	}
 	cycleState.Write(preFilterStateKey, s)
 	return nil, nil
 }
@@ -272,9 +281,8 @@ func (pl *PDAffinity) Filter(ctx context.Context, cycleState fwk.CycleState, pod
 	}
 	r := s.requiredLevel
 	id := pl.paths.get(node).ids[r]
-	level := pl.levels[r].Name
 	if id == "" {
-		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("node has no %s label, required by %s=%s", pl.levels[r].Key, AnnotationRequiredLevel, level))
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("node has no %s label, required by %s=%s", pl.levels[r].Key, AnnotationRequiredLevel, pl.levels[r].Name))
 	}
 	peers := g.targets
 	if s.member.Unit != "" {
@@ -282,13 +290,12 @@ func (pl *PDAffinity) Filter(ctx context.Context, cycleState fwk.CycleState, pod
 	}
 	if g.hasAny(peers, r) {
 		if peers[r][id] == 0 {
-			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("node's %s is not the %s of group %s's placed pods (%s=%s)", describeLevel(level, id), level, s.member.Group, AnnotationRequiredLevel, level))
+			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, s.outsideReason)
 		}
 		return nil
 	}
 	if g.remaining > 0 && g.freeGPUs[r][id] < g.remaining {
-		return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("%s has %d free GPUs, unit %s needs %d in one %s (%s=%s)",
-			describeLevel(level, id), g.freeGPUs[r][id], s.member.unitName(), g.remaining, level, AnnotationRequiredLevel, level))
+		return fwk.NewStatus(fwk.Unschedulable, s.capacityReason)
 	}
 	return nil
 }
