@@ -179,7 +179,7 @@ func TestRequiredLevelPodStaysPendingWithReason(t *testing.T) {
 	pods := createUnit(t, cp, "strict", 2, 2, 8,
 		withLabels(pdaffinity.LabelUnitSize, "4"),
 		withAnnotations(pdaffinity.AnnotationRequiredLevel, topology.LevelLeaf))
-	waitForFailedScheduling(t, cp, pods[0], "18 leaf has too few free GPUs: unit strict needs 32 in one leaf (tandem.dev/required-level=leaf)")
+	waitForFailedScheduling(t, cp, pods[0], "leaf has too few free GPUs: unit strict needs 32 in one leaf (tandem.dev/required-level=leaf)")
 
 	createPod(t, cp, "typo", 1, withLabels(pdaffinity.LabelRole, "decode", pdaffinity.LabelGroup, "strict"),
 		withAnnotations(pdaffinity.AnnotationRequiredLevel, "rack"))
