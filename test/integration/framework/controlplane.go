@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"strings"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -55,10 +56,26 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
 }
 
+// Options change how StartControlPlaneWith starts the control plane.
+type Options struct {
+	// AuthorizationModes, when set, become --authorization-mode (e.g. Node,
+	// RBAC, as production clusters run); unset, every request is allowed.
+	AuthorizationModes []string
+	// SkipInstall leaves the cluster empty: no CRDs, no namespace, for
+	// tests that apply manifests/ themselves.
+	SkipInstall bool
+}
+
 // StartControlPlane starts etcd and the apiserver, installs every CRD in
 // manifests/crds and creates the scheduler's namespace. Everything stops when
 // tb's cleanup runs.
 func StartControlPlane(tb ktesting.TB) *ControlPlane {
+	tb.Helper()
+	return StartControlPlaneWith(tb, Options{})
+}
+
+// StartControlPlaneWith is StartControlPlane with options.
+func StartControlPlaneWith(tb ktesting.TB, o Options) *ControlPlane {
 	tb.Helper()
 	storage, err := startEtcd(tb)
 	if err != nil {
@@ -69,6 +86,9 @@ func StartControlPlane(tb ktesting.TB) *ControlPlane {
 	// taint TaintNodesByCondition puts on every new node. Without these two
 	// admission plugins off, no pod would ever be admitted or fit.
 	flags := []string{"--disable-admission-plugins=ServiceAccount,TaintNodesByCondition"}
+	if len(o.AuthorizationModes) > 0 {
+		flags = append(flags, "--authorization-mode="+strings.Join(o.AuthorizationModes, ","))
+	}
 	server, err := kubeapiservertesting.StartTestServer(tb, kubeapiservertesting.NewDefaultTestServerOptions(), flags, storage)
 	if err != nil {
 		tb.Fatalf("starting kube-apiserver: %v", err)
@@ -85,6 +105,9 @@ func StartControlPlane(tb ktesting.TB) *ControlPlane {
 		tb.Fatalf("writing kubeconfig: %v", err)
 	}
 
+	if o.SkipInstall {
+		return cp
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := InstallCRDs(ctx, cfg, filepath.Join(RepoRoot(), "manifests", "crds")); err != nil {

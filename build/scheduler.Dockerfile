@@ -1,0 +1,20 @@
+# syntax=docker/dockerfile:1
+# The tandem scheduler: a static binary on distroless, running as nonroot.
+#   docker build -f build/scheduler.Dockerfile -t ghcr.io/tandem-sched/tandem-scheduler:v0.1.0 .
+FROM --platform=$BUILDPLATFORM golang:1.24-bookworm AS build
+ARG TARGETOS=linux
+ARG TARGETARCH=amd64
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
+COPY . .
+# No cgo: the scheduler links nothing from C, so it runs on distroless/static.
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
+    go build -ldflags='-s -w' -o /out/scheduler ./cmd/scheduler
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/scheduler /scheduler
+# UID 65532, as the Deployment's securityContext expects.
+USER 65532:65532
+ENTRYPOINT ["/scheduler"]
