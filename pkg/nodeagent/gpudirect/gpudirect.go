@@ -87,13 +87,26 @@ func (c Checker) Check(ctx context.Context, in Input) Result {
 	checks = append(checks, mem, c.pciePath(in), c.acs(in), c.iommu(in), c.nicPort(in))
 	r := Result{Ready: true, Mode: mode, Checks: checks}
 	for _, ch := range checks {
-		if ch.Result != v1alpha1.CheckPass {
+		if ch.Result == v1alpha1.CheckFail || (ch.Result == v1alpha1.CheckUnknown && !advisory(ch)) {
 			r.Ready = false
 		}
 	}
 	klog.FromContext(ctx).V(3).Info("GPUDirect RDMA checks", "ready", r.Ready, "mode", mode)
 	return r
 }
+
+// advisory says whether an Unknown check may leave the node ready. Only one
+// may: without CAP_SYS_ADMIN the kernel shows an unprivileged agent just the
+// first 64 bytes of a bridge's config space, and ACS lives beyond them. The
+// default agent is unprivileged, and a node it cannot see ACS on would
+// otherwise never run an RDMA pod; the check stays Unknown with its reason,
+// and the read-pci-config overlay makes the agent able to enforce it.
+func advisory(ch v1alpha1.GPUDirectCheck) bool {
+	return ch.Name == CheckACS && ch.Reason == reasonConfigSpaceUnreadable
+}
+
+// reasonConfigSpaceUnreadable: the ACS capability could not be read.
+const reasonConfigSpaceUnreadable = "ConfigSpaceUnreadable"
 
 func pass(name, reason, msg string) v1alpha1.GPUDirectCheck {
 	return v1alpha1.GPUDirectCheck{Name: name, Result: v1alpha1.CheckPass, Reason: reason, Message: truncate(msg)}
@@ -278,7 +291,7 @@ func (c Checker) acs(in Input) v1alpha1.GPUDirectCheck {
 	case len(redirecting) > 0:
 		return fail(CheckACS, "ACSRedirectEnabled", "P2P request/completion redirect is enabled on bridges "+strings.Join(redirecting, ", "))
 	case len(unreadable) > 0:
-		return unknown(CheckACS, "ConfigSpaceUnreadable", strings.Join(unreadable, "; "))
+		return unknown(CheckACS, reasonConfigSpaceUnreadable, strings.Join(unreadable, "; "))
 	}
 	return pass(CheckACS, "NoACSRedirect", fmt.Sprintf("no P2P redirect on the %d bridges between GPUs and NICs", len(bridges)))
 }
