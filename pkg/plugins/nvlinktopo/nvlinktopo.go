@@ -251,6 +251,11 @@ func (pl *NVLinkTopo) Filter(ctx context.Context, cycleState fwk.CycleState, pod
 	}
 	fit, unfit, status := pl.fit(nodeInfo.Node().Name, s.request)
 	if status != nil {
+		if status.Code() == fwk.UnschedulableAndUnresolvable && !needsTopology(s.request) {
+			// A single GPU without RDMA needs nothing only the topology
+			// can promise; the device plugin's count is enough.
+			return nil
+		}
 		return status
 	}
 	if unfit != nil {
@@ -263,6 +268,13 @@ func (pl *NVLinkTopo) Filter(ctx context.Context, cycleState fwk.CycleState, pod
 	}
 	s.fits.Store(nodeInfo.Node().Name, fit)
 	return nil
+}
+
+// needsTopology says whether a request needs guarantees only a fresh
+// NodeTopology can give: several GPUs on one NVLink island, or a NIC beside
+// each GPU for GPUDirect RDMA.
+func needsTopology(req topology.GPURequest) bool {
+	return req.NeedRDMA || (req.Count > 1 && req.Island != topology.IslandIgnore)
 }
 
 // fit evaluates the request on a node: the fit, or why it does not fit, or

@@ -339,3 +339,35 @@ func TestNewFactoryRejectsInvalidArgs(t *testing.T) {
 		})
 	}
 }
+
+// Only pods that need what a NodeTopology promises are kept off a node
+// without a fresh one.
+func TestMissingTopologyRejectsOnlyPodsThatNeedIt(t *testing.T) {
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+	require.NoError(t, indexer.Add(nodeTopology(t, "stale", now.Add(-time.Hour))))
+	pl, err := New(validArgs(), listers.NewNodeTopologyLister(indexer), clocktesting.NewFakePassiveClock(now))
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name       string
+		pod        *v1.Pod
+		wantReject bool
+	}{
+		{"one GPU", st.MakePod().Name("p").Req(map[v1.ResourceName]string{gpu: "1"}).Obj(), false},
+		{"one GPU over RDMA", st.MakePod().Name("p").Req(map[v1.ResourceName]string{gpu: "1"}).Annotation(AnnotationRDMA, "true").Obj(), true},
+		{"two GPUs on an island", st.MakePod().Name("p").Req(map[v1.ResourceName]string{gpu: "2"}).Obj(), true},
+		{"two GPUs anywhere", st.MakePod().Name("p").Req(map[v1.ResourceName]string{gpu: "2"}).Annotation(AnnotationIslandPolicy, "Ignore").Obj(), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, node := range []string{"missing", "stale"} {
+				state := framework.NewCycleState()
+				_, status := pl.PreFilter(context.Background(), state, tc.pod, nil)
+				require.True(t, status.IsSuccess(), status.Message())
+				nodeInfo := framework.NewNodeInfo()
+				nodeInfo.SetNode(st.MakeNode().Name(node).Obj())
+				status = pl.Filter(context.Background(), state, tc.pod, nodeInfo)
+				require.Equal(t, tc.wantReject, !status.IsSuccess(), "node %s: %s", node, status.Message())
+			}
+		})
+	}
+}
