@@ -9,11 +9,15 @@ import (
 
 // Names of the built-in level lists.
 const (
-	PresetTandem    = "tandem"
-	PresetGKE       = "gke"
-	PresetEKS       = "eks"
-	PresetTopograph = "topograph"
-	PresetGFD       = "gfd"
+	PresetTandem      = "tandem"
+	PresetGKE         = "gke"
+	PresetEKS         = "eks"
+	PresetTopograph   = "topograph"
+	PresetTopographV0 = "topograph-v0"
+	PresetGFD         = "gfd"
+	PresetCoreWeave   = "coreweave"
+	PresetOCI         = "oci"
+	PresetNebius      = "nebius"
 )
 
 // presets builds each preset afresh, so callers may modify what they get.
@@ -51,19 +55,67 @@ func presets() map[string]func() Levels {
 			}
 		},
 
-		// NVIDIA Topograph's Kubernetes engine, with the default keys of
-		// its current source (pkg/topology: KeyFabricTierPrefix and
-		// KeyTopologyAccelerator): fabric tier 0 is the switch closest to
-		// the node. Older releases used other keys (block/spine/datacenter,
-		// then leaf/spine/core) and the keys are configurable in its Helm
-		// chart, so clusters on those should list their levels explicitly.
+		// NVIDIA Topograph's Kubernetes engine, with the default keys of its
+		// current source (KeyFabricTierPrefix, KeyTopologyXclrDomain):
+		// fabric tier 0 is the switch closest to the node. The keys are
+		// configurable in its Helm chart; clusters that changed them list
+		// their levels explicitly.
 		PresetTopograph: func() Levels {
+			return Levels{
+				{Name: LevelZone, Key: LabelZone, Bandwidth: zoneBandwidth},
+				{Name: "core", Key: "fabric.topograph.run/tier-2", Bandwidth: zoneBandwidth},
+				{Name: LevelSpine, Key: "fabric.topograph.run/tier-1", Bandwidth: spineBandwidth},
+				{Name: LevelLeaf, Key: "fabric.topograph.run/tier-0", Bandwidth: leafBandwidth},
+				{Name: LevelNVLinkDomain, Key: "accelerator.topograph.run/domain", Bandwidth: nvlinkBandwidth},
+			}
+		},
+
+		// Topograph releases before the topograph.run keys labelled nodes
+		// under network.topology.nvidia.com, tier 0 closest to the node.
+		PresetTopographV0: func() Levels {
 			return Levels{
 				{Name: LevelZone, Key: LabelZone, Bandwidth: zoneBandwidth},
 				{Name: "core", Key: "network.topology.nvidia.com/tier-2", Bandwidth: zoneBandwidth},
 				{Name: LevelSpine, Key: "network.topology.nvidia.com/tier-1", Bandwidth: spineBandwidth},
 				{Name: LevelLeaf, Key: "network.topology.nvidia.com/tier-0", Bandwidth: leafBandwidth},
 				{Name: LevelNVLinkDomain, Key: "network.topology.nvidia.com/accelerator", Bandwidth: nvlinkBandwidth},
+			}
+		},
+
+		// CoreWeave labels nodes on its InfiniBand and RoCE backend fabrics
+		// with the fabric and the leaf group (the leaves serving a common
+		// set of nodes, rail-optimised), InfiniBand nodes also with the
+		// superpod; GB200 NVL72 nodes carry their NVLink domain.
+		PresetCoreWeave: func() Levels {
+			return Levels{
+				{Name: "fabric", Key: "backend.coreweave.cloud/fabric", Bandwidth: zoneBandwidth},
+				{Name: LevelSpine, Key: "ib.coreweave.cloud/superpod", Bandwidth: spineBandwidth},
+				{Name: LevelLeaf, Key: "backend.coreweave.cloud/leafgroup", Bandwidth: leafBandwidth},
+				{Name: LevelNVLinkDomain, Key: "ds.coreweave.com/nvlink.domain", Bandwidth: nvlinkBandwidth},
+			}
+		},
+
+		// OKE labels bare-metal RDMA nodes with their HPC island, network
+		// block and local block (the nodes behind one leaf), the levels
+		// Kueue's OCI topology uses. The NVLink domain comes from the agent.
+		PresetOCI: func() Levels {
+			return Levels{
+				{Name: "hpc-island", Key: "oci.oraclecloud.com/rdma.hpc_island_id", Bandwidth: zoneBandwidth},
+				{Name: LevelSpine, Key: "oci.oraclecloud.com/rdma.network_block_id", Bandwidth: spineBandwidth},
+				{Name: LevelLeaf, Key: "oci.oraclecloud.com/rdma.local_block_id", Bandwidth: leafBandwidth},
+				{Name: LevelNVLinkDomain, Key: LabelNVLinkDomain, Bandwidth: nvlinkBandwidth},
+			}
+		},
+
+		// Nebius labels GPU nodes with their high-speed network domain and
+		// InfiniBand tiers, tier 0 being the multi-node NVLink domain where
+		// there is one.
+		PresetNebius: func() Levels {
+			return Levels{
+				{Name: "gpu-cluster", Key: "topology.nebius.com/gpu-cluster-id", Bandwidth: zoneBandwidth},
+				{Name: LevelSpine, Key: "topology.nebius.com/tier-2", Bandwidth: spineBandwidth},
+				{Name: LevelLeaf, Key: "topology.nebius.com/tier-1", Bandwidth: leafBandwidth},
+				{Name: LevelNVLinkDomain, Key: "topology.nebius.com/tier-0", Bandwidth: nvlinkBandwidth},
 			}
 		},
 

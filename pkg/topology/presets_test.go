@@ -50,5 +50,5 @@ func TestPresetLevelsUnknown(t *testing.T) {
 	levels, err := PresetLevels("aks")
 	require.Nil(t, levels)
 	require.ErrorContains(t, err, `unknown level preset "aks"`)
-	require.ErrorContains(t, err, "eks, gfd, gke, tandem, topograph")
+	require.ErrorContains(t, err, "coreweave, eks, gfd, gke, nebius, oci, tandem, topograph, topograph-v0")
 }

@@ -209,7 +209,7 @@ func TestValidatePDAffinityArgs(t *testing.T) {
 		{
 			name:     "unknown preset",
 			args:     config.PDAffinityArgs{GPUResourceName: "nvidia.com/gpu", LevelPreset: "aks", SameNode: config.SameNodePrefer},
-			wantErrs: []string{`args.levelPreset: Unsupported value: "aks"`, `"eks", "gfd", "gke", "tandem", "topograph"`},
+			wantErrs: []string{`args.levelPreset: Unsupported value: "aks"`, `"coreweave", "eks", "gfd", "gke", "nebius", "oci", "tandem", "topograph", "topograph-v0"`},
 		},
 		{
 			name:     "neither preset nor levels",

@@ -17,7 +17,7 @@ const EKSLayerPrefix = "topology.k8s.aws/network-node-layer-"
 // labelPresets are the presets whose leaf and spine keys cloud tooling sets;
 // tandem's own labels and GFD's (which carry no leaf) are left out, so the
 // agent never reads back what it wrote. EKS is handled by layer number.
-var labelPresets = []string{topology.PresetTopograph, topology.PresetGKE}
+var labelPresets = []string{topology.PresetTopograph, topology.PresetTopographV0, topology.PresetGKE, topology.PresetOCI, topology.PresetNebius, topology.PresetCoreWeave}
 
 // Labels reads the leaf and spine from node labels clouds and Topograph set.
 // The leaf applies to every NIC of the node.

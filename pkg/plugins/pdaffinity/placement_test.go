@@ -213,7 +213,16 @@ func TestLevelPresets(t *testing.T) {
 			return map[string]string{"topology.k8s.aws/network-node-layer-1": "top", "topology.k8s.aws/network-node-layer-2": s, "topology.k8s.aws/network-node-layer-3": l}
 		}},
 		{preset: "topograph", labels: func(s, l string) map[string]string {
-			return map[string]string{"network.topology.nvidia.com/tier-2": "core", "network.topology.nvidia.com/tier-1": s, "network.topology.nvidia.com/tier-0": l}
+			return map[string]string{"fabric.topograph.run/tier-2": "core", "fabric.topograph.run/tier-1": s, "fabric.topograph.run/tier-0": l}
+		}},
+		{preset: "oci", labels: func(s, l string) map[string]string {
+			return map[string]string{"oci.oraclecloud.com/rdma.hpc_island_id": "island", "oci.oraclecloud.com/rdma.network_block_id": s, "oci.oraclecloud.com/rdma.local_block_id": l}
+		}},
+		{preset: "nebius", labels: func(s, l string) map[string]string {
+			return map[string]string{"topology.nebius.com/gpu-cluster-id": "c1", "topology.nebius.com/tier-2": s, "topology.nebius.com/tier-1": l}
+		}},
+		{preset: "coreweave", labels: func(s, l string) map[string]string {
+			return map[string]string{"backend.coreweave.cloud/fabric": "f1", "ib.coreweave.cloud/superpod": s, "backend.coreweave.cloud/leafgroup": l}
 		}},
 	} {
 		t.Run(tc.preset, func(t *testing.T) {
