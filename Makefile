@@ -13,7 +13,7 @@ BIN := bin
 
 UNIT_PKGS = $$($(GO) list ./... | grep -v /test/integration)
 
-.PHONY: help build generate verify test test-unit test-integration demo bench clean
+.PHONY: help build generate verify test test-unit test-integration demo bench bench-micro clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -38,7 +38,10 @@ test: test-unit test-integration ## Unit and integration tests.
 demo: ## Run the demo on an embedded fake GPU cluster.
 	$(GO) run ./cmd/demo
 
-bench: ## Benchmarks (BENCH=regexp to select).
+bench: bench-micro ## Go micro-benchmarks, then the placement benchmark on 100 nodes (docs/benchmark.md).
+	$(GO) run ./cmd/bench --nodes 100 --json $(BIN)/bench.json
+
+bench-micro: ## Go micro-benchmarks only (BENCH=regexp to select).
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(UNIT_PKGS)
 
 clean: ## Remove built binaries.

@@ -1,7 +1,9 @@
 // Command demo runs tandem end to end on this machine: an in-process etcd and
-// kube-apiserver, a fake GPU cluster, the tandem scheduler from the shipped
-// configuration, and a few prefill/decode groups; it reports where each pod
-// landed and how fast each prefill's KV cache would reach its decode.
+// kube-apiserver, a fake GPU cluster of HGX H100 boards and a GB200 NVL72
+// rack under two spines, and one prefill/decode workload placed twice — by
+// kube-scheduler's default profile, then by tandem's shipped profile, each
+// on a fresh control plane. It reports where each instance landed, the path
+// every prefill→decode KV transfer takes, and what that costs per request.
 package main
 
 import (
@@ -17,46 +19,49 @@ import (
 	"text/tabwriter"
 	"time"
 
-	v1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/klog/v2"
-	"k8s.io/utils/clock"
-
+	"github.com/tandem-sched/tandem/pkg/bench"
+	"github.com/tandem-sched/tandem/pkg/bench/run"
 	"github.com/tandem-sched/tandem/pkg/clusterdesc"
-	"github.com/tandem-sched/tandem/pkg/plugins/pdaffinity"
-	"github.com/tandem-sched/tandem/pkg/scheduler"
 	"github.com/tandem-sched/tandem/pkg/topology"
-	"github.com/tandem-sched/tandem/test/integration/framework"
 )
 
 //go:embed cluster.yaml
 var defaultCluster []byte
 
-// promptTokens is the prompt length the report prices KV transfers for.
-const promptTokens = 4096
+//go:embed workload.yaml
+var defaultWorkload []byte
 
 func main() {
 	clusterFile := flag.String("cluster", "", "cluster description YAML (default: the embedded two-spine cluster)")
-	groups := flag.Int("groups", 3, "number of 1P1D groups, each engine TP=4")
+	workloadFile := flag.String("workload", "", "workload description YAML (default: the embedded seven instances)")
 	verbose := flag.Bool("v-control-plane", false, "print the control plane's logs")
 	flag.Parse()
-	if err := run(*clusterFile, *groups, *verbose); err != nil {
+	if err := demo(*clusterFile, *workloadFile, *verbose); err != nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(clusterFile string, groups int, verbose bool) error {
-	data := defaultCluster
-	if clusterFile != "" {
-		var err error
-		if data, err = os.ReadFile(clusterFile); err != nil {
-			return err
-		}
+func readOr(file string, embedded []byte) ([]byte, error) {
+	if file == "" {
+		return embedded, nil
+	}
+	return os.ReadFile(file)
+}
+
+func demo(clusterFile, workloadFile string, verbose bool) error {
+	data, err := readOr(clusterFile, defaultCluster)
+	if err != nil {
+		return err
 	}
 	desc, err := clusterdesc.Parse(data)
+	if err != nil {
+		return err
+	}
+	if data, err = readOr(workloadFile, defaultWorkload); err != nil {
+		return err
+	}
+	wl, err := bench.ParseWorkload(data)
 	if err != nil {
 		return err
 	}
@@ -68,186 +73,148 @@ func run(clusterFile string, groups int, verbose bool) error {
 	}
 	defer logFile.Close()
 	var logOut io.Writer = logFile
+	stderr := os.Stderr
 	if verbose {
 		logOut = io.MultiWriter(logFile, os.Stderr)
+	} else {
+		// The apiserver's etcd client logs to stderr on its own.
+		os.Stderr = logFile
+		defer func() { os.Stderr = stderr }()
 	}
-	quietKlog(logOut)
-
-	tb := &framework.ProcessTB{Output: logOut}
-	defer tb.Close()
+	run.QuietKlog(logOut)
 	step("control plane logs go to %s", logPath)
-	return tb.Run(func() {
-		step("starting etcd and kube-apiserver in this process")
-		cp := framework.StartControlPlane(tb)
-		ctx := context.Background()
-		nodes := desc.Build(time.Now())
-		step("creating %d nodes and their NodeTopology objects", len(nodes))
-		if err := clusterdesc.Create(ctx, cp.Client, cp.Tandem, nodes); err != nil {
-			tb.Fatal(err)
-		}
-		step("starting tandem-scheduler from manifests/scheduler/scheduler-config.yaml")
-		if err := cp.StartScheduler(tb, framework.ShippedSchedulerConfig(), clock.RealClock{}); err != nil {
-			tb.Fatal(err)
-		}
-		step("creating %d prefill/decode groups (1 prefill + 1 decode, 4 GPUs each)", groups)
-		var pods []string
-		for g := 0; g < groups; g++ {
-			group := fmt.Sprintf("llama-%d", g)
-			for _, role := range []pdaffinity.Role{pdaffinity.RolePrefill, pdaffinity.RoleDecode} {
-				name := fmt.Sprintf("%s-%s", group, role)
-				if err := createEngine(ctx, cp, name, group, role); err != nil {
-					tb.Fatal(err)
-				}
-				pods = append(pods, name)
-			}
-		}
-		step("waiting for the scheduler to place them")
-		placed, err := waitForPlacement(ctx, cp, pods)
+
+	nodes := bench.NodesOf(desc.Build(time.Now()))
+	wl = wl.Scaled(0)
+	step("workload: %s (%d GPUs of %d)", wl, wl.GPUs(), totalGPUs(nodes))
+	a := bench.Analyzer{Model: topology.DefaultCostModel(), KVBytes: wl.KVBytes(), SmallestEngine: wl.SmallestEngine()}
+
+	results := map[run.Profile]*run.Result{}
+	for _, p := range []run.Profile{run.Default, run.Tandem} {
+		res, err := run.Run(context.Background(), run.Options{Cluster: desc, Workload: wl, Profile: p, Settle: 10 * time.Second, Timeout: 3 * time.Minute, Log: logOut, Step: step})
 		if err != nil {
-			tb.Fatal(err)
+			return fmt.Errorf("%s: %w", p, err)
 		}
-		nodeByName := map[string]*v1.Node{}
-		var untrusted []string
-		for _, n := range nodes {
-			nodeByName[n.Node.Name] = n.Node
-			if _, gpus := n.Node.Status.Capacity[clusterdesc.GPUResourceName]; gpus && !fresh(n) {
-				untrusted = append(untrusted, n.Node.Name)
-			}
-		}
-		report(os.Stdout, placed, nodeByName, groups, untrusted)
-	})
+		results[p] = res
+	}
+	step("searching for the best possible placement (exact, offline)")
+	opt, optErr := a.Optimum(nodes, wl.Instances(), 5_000_000)
+	report(os.Stdout, a, wl, nodes, results[run.Default], results[run.Tandem], opt, optErr)
+	return nil
+}
+
+func totalGPUs(nodes []bench.Node) int {
+	n := 0
+	for _, node := range nodes {
+		n += node.GPUs
+	}
+	return n
 }
 
 func step(format string, args ...any) {
 	fmt.Printf("==> "+format+"\n", args...)
 }
 
-// quietKlog sends klog, which the apiserver test helpers turn up to -v=5, to w.
-func quietKlog(w io.Writer) {
-	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(fs)
-	_ = fs.Set("v", "0")
-	_ = fs.Set("logtostderr", "false")
-	_ = fs.Set("alsologtostderr", "false")
-	_ = fs.Set("stderrthreshold", "FATAL")
-	if f := flag.Lookup("v"); f != nil {
-		_ = f.Value.Set("0")
+func report(w io.Writer, a bench.Analyzer, wl *bench.Workload, nodes []bench.Node, def, tan *run.Result, opt *bench.Optimum, optErr error) {
+	labels := map[string]map[string]string{}
+	for _, n := range nodes {
+		labels[n.Name] = n.Labels
 	}
-	klog.SetOutput(w)
-}
-
-func createEngine(ctx context.Context, cp *framework.ControlPlane, name, group string, role pdaffinity.Role) error {
-	gpus := *resource.NewQuantity(4, resource.DecimalSI)
-	pod := &v1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: name, Namespace: metav1.NamespaceDefault,
-			Labels: map[string]string{pdaffinity.LabelRole: string(role), pdaffinity.LabelGroup: group},
-		},
-		Spec: v1.PodSpec{
-			SchedulerName: scheduler.SchedulerName,
-			Containers: []v1.Container{{
-				Name: "vllm", Image: "vllm/vllm-openai:v0.11.0",
-				Args: []string{"--model", "meta-llama/Llama-3.3-70B-Instruct", "--tensor-parallel-size", "4"},
-				Resources: v1.ResourceRequirements{
-					Requests: v1.ResourceList{clusterdesc.GPUResourceName: gpus, v1.ResourceCPU: resource.MustParse("8")},
-					Limits:   v1.ResourceList{clusterdesc.GPUResourceName: gpus},
-				},
-			}},
-		},
-	}
-	_, err := cp.Client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
-	return err
-}
-
-func waitForPlacement(ctx context.Context, cp *framework.ControlPlane, names []string) (map[string]string, error) {
-	placed := map[string]string{}
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		for _, name := range names {
-			if placed[name] != "" {
-				continue
-			}
-			pod, err := cp.Client.CoreV1().Pods(metav1.NamespaceDefault).Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return false, err
-			}
-			placed[name] = pod.Spec.NodeName
+	where := func(node string) string {
+		if node == "" {
+			return "PENDING"
 		}
-		return len(placed) == len(names) && !hasEmpty(placed), nil
-	})
-	if err != nil {
-		return placed, fmt.Errorf("not every pod was placed within two minutes: %v", placed)
+		l := labels[node]
+		return fmt.Sprintf("%s (%s/%s)", node, l[topology.LabelSpine], l[topology.LabelLeaf])
 	}
-	return placed, nil
-}
-
-func hasEmpty(m map[string]string) bool {
-	for _, v := range m {
-		if v == "" {
-			return true
+	nodeOf := func(res *run.Result) map[string]string {
+		out := map[string]string{}
+		for _, p := range res.Pods {
+			out[p.Name] = p.Node
 		}
+		return out
 	}
-	return false
-}
-
-// fresh says whether a node's NodeTopology exists and was confirmed recently.
-func fresh(n clusterdesc.Node) bool {
-	return n.Topology != nil && time.Since(n.Topology.Status.LastHeartbeatTime.Time) < time.Minute
-}
-
-func report(w io.Writer, placed map[string]string, nodes map[string]*v1.Node, groups int, untrusted []string) {
-	model := topology.DefaultCostModel()
-	levels := model.Levels
-	kv := topology.Llama3_70B_BF16().KVBytes(promptTokens)
+	dn, tn := nodeOf(def), nodeOf(tan)
 
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Placement")
+	fmt.Fprintln(w, "Where each pod landed")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "POD\tNODE\tSPINE\tLEAF\tNVLINK DOMAIN")
-	names := make([]string, 0, len(placed))
-	for name := range placed {
-		names = append(names, name)
+	fmt.Fprintln(tw, "INSTANCE\tPOD\tDEFAULT SCHEDULER\tTANDEM")
+	for _, in := range wl.Instances() {
+		for _, p := range in.Pods() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", in.Name, strings.TrimPrefix(p.Name, in.Name+"-"), where(dn[p.Name]), where(tn[p.Name]))
+		}
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		l := nodes[placed[name]].Labels
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, placed[name], dash(l[topology.LabelSpine]), dash(l[topology.LabelLeaf]), dash(l[topology.LabelNVLinkDomain]))
+	tw.Flush()
+
+	dq, tq := a.Analyze(def.Nodes, def.Pods), a.Analyze(tan.Nodes, tan.Pods)
+	pairs := func(q bench.Quality) map[string]bench.Pair {
+		out := map[string]bench.Pair{}
+		for _, p := range q.Pairs {
+			out[p.Decode] = p
+		}
+		return out
+	}
+	dp, tp := pairs(dq), pairs(tq)
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "KV cache, each decode from the nearest prefill of its instance (Llama-3-70B BF16, %d-token prompt = %.2f GB)\n", wl.PromptTokens, wl.KVBytes()/1e9)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "DECODE\tDEFAULT: PATH\tTIME\tTANDEM: PATH\tTIME")
+	var decodes []string
+	for _, p := range def.Pods {
+		if p.Role == bench.RoleDecode {
+			decodes = append(decodes, p.Name)
+		}
+	}
+	sort.Strings(decodes)
+	cell := func(p bench.Pair, ok bool) string {
+		switch {
+		case !ok:
+			return "pending\t-"
+		case p.Transfer < 0:
+			return "no prefill bound\t-"
+		}
+		return fmt.Sprintf("%s\t%s", p.Class, bench.Millis(p.Transfer))
+	}
+	for _, d := range decodes {
+		pd, okd := dp[d]
+		pt, okt := tp[d]
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", d, cell(pd, okd), cell(pt, okt))
 	}
 	tw.Flush()
 
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "KV cache, prefill -> decode (Llama-3-70B BF16, %d-token prompt = %.2f GB)\n", promptTokens, kv/1e9)
+	fmt.Fprintln(w, "Summary")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "GROUP\tPATH CLASS\tBANDWIDTH\tTRANSFER TIME")
-	var total time.Duration
-	for g := 0; g < groups; g++ {
-		group := fmt.Sprintf("llama-%d", g)
-		p := nodes[placed[group+"-prefill"]].Labels
-		d := nodes[placed[group+"-decode"]].Labels
-		class := levels.Classify(levels.PathOf(p), levels.PathOf(d), topology.GPUDirectRDMAReady(p), topology.GPUDirectRDMAReady(d))
-		t := model.TransferTime(kv, class)
-		total += t
-		fmt.Fprintf(tw, "%s\t%s\t%.0f GB/s\t%s\n", group, class, model.Bandwidth(class)/1e9, t.Round(10*time.Microsecond))
+	fmt.Fprintln(tw, "\tDEFAULT SCHEDULER\tTANDEM")
+	fmt.Fprintf(tw, "pods bound\t%d of %d\t%d of %d\n", dq.Bound, dq.Pods, tq.Bound, tq.Pods)
+	for _, c := range bench.PathClasses(a.Model.Levels) {
+		if dq.Classes[c]+tq.Classes[c] > 0 {
+			fmt.Fprintf(tw, "pairs over %s\t%d\t%d\n", c, dq.Classes[c], tq.Classes[c])
+		}
 	}
+	fmt.Fprintf(tw, "KV transfer per request, mean\t%s\t%s\n", bench.Millis(dq.MeanTransfer), bench.Millis(tq.MeanTransfer))
+	fmt.Fprintf(tw, "KV transfer per request, worst\t%s\t%s\n", bench.Millis(dq.P99Transfer), bench.Millis(tq.P99Transfer))
+	fmt.Fprintf(tw, "free GPUs (stranded for TP=%d)\t%d (%d)\t%d (%d)\n", a.SmallestEngine, dq.FreeGPUs, dq.StrandedGPUs, tq.FreeGPUs, tq.StrandedGPUs)
 	tw.Flush()
-	fmt.Fprintf(w, "\nMean modeled KV-transfer time per request: %s\n", (total / time.Duration(groups)).Round(10*time.Microsecond))
-	for _, name := range untrusted {
-		var on []string
-		for pod, node := range placed {
-			if node == name {
-				on = append(on, pod)
-			}
+	fmt.Fprintln(w)
+	if tq.MeanTransfer > 0 {
+		fmt.Fprintf(w, "tandem's placement moves each request's KV cache %.1f× faster on average (%s less per request)",
+			float64(dq.MeanTransfer)/float64(tq.MeanTransfer), bench.Millis(dq.MeanTransfer-tq.MeanTransfer))
+		if dq.Pending > tq.Pending {
+			fmt.Fprintf(w, ", and places %d pods the default scheduler left pending", dq.Pending-tq.Pending)
 		}
-		if len(on) > 0 {
-			fmt.Fprintf(w, "WARNING: %s has no fresh NodeTopology but holds %s\n", name, strings.Join(on, ", "))
-		} else {
-			fmt.Fprintf(w, "%s has GPUs but no fresh NodeTopology: NVLinkTopo kept every GPU pod off it.\n", name)
+		fmt.Fprintln(w, ".")
+	}
+	switch {
+	case optErr != nil:
+		fmt.Fprintf(w, "Best possible placement: not computed (%v).\n", optErr)
+	case opt.Mean > 0:
+		qual := ""
+		if !opt.Proven {
+			qual = " (search stopped early: best found, not proven optimal)"
 		}
+		fmt.Fprintf(w, "Best possible placement%s: %s per request with %d instances left out; tandem is %.2f× that.\n",
+			qual, bench.Millis(opt.Mean), opt.Unplaced, float64(tq.MeanTransfer)/float64(opt.Mean))
 	}
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

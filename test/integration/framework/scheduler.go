@@ -27,14 +27,28 @@ func ShippedSchedulerConfig() string {
 
 // StartScheduler runs the tandem scheduler in this process, as the binary
 // runs it, from the configuration file at configPath. Two settings are
-// changed and nothing else: the client connection points at this control
+// changed and nothing else: the client connection uses this control
 // plane's kubeconfig, and leader election is off (the in-process scheduler
 // would otherwise exit the process when its context ends). It returns the
 // error the scheduler fails start-up with, such as invalid plugin args; the
 // scheduler stops when tb's cleanup runs.
 func (cp *ControlPlane) StartScheduler(tb ktesting.TB, configPath string, clk clock.PassiveClock) error {
 	tb.Helper()
-	path, err := cp.localSchedulerConfig(configPath, tb.TempDir())
+	return cp.StartSchedulerWith(tb, configPath, clk, SchedulerOptions{})
+}
+
+// SchedulerOptions change how StartSchedulerWith runs the scheduler.
+type SchedulerOptions struct {
+	// ClientQPS, when set, lifts the scheduler's client rate limit (QPS and
+	// burst) as upstream's scheduler_perf does, so that a benchmark measures
+	// the scheduler rather than its client's throttle.
+	ClientQPS float32
+}
+
+// StartSchedulerWith is StartScheduler with options.
+func (cp *ControlPlane) StartSchedulerWith(tb ktesting.TB, configPath string, clk clock.PassiveClock, o SchedulerOptions) error {
+	tb.Helper()
+	path, err := cp.localSchedulerConfig(configPath, tb.TempDir(), o)
 	if err != nil {
 		return err
 	}
@@ -68,7 +82,7 @@ func (cp *ControlPlane) StartScheduler(tb ktesting.TB, configPath string, clk cl
 	}
 }
 
-func (cp *ControlPlane) localSchedulerConfig(configPath, dir string) (string, error) {
+func (cp *ControlPlane) localSchedulerConfig(configPath, dir string, o SchedulerOptions) (string, error) {
 	data, err := os.ReadFile(configPath)
 	if err != nil {
 		return "", err
@@ -77,7 +91,15 @@ func (cp *ControlPlane) localSchedulerConfig(configPath, dir string) (string, er
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return "", fmt.Errorf("%s: %w", configPath, err)
 	}
-	doc["clientConnection"] = map[string]any{"kubeconfig": cp.Kubeconfig}
+	conn, _ := doc["clientConnection"].(map[string]any)
+	if conn == nil {
+		conn = map[string]any{}
+	}
+	conn["kubeconfig"] = cp.Kubeconfig
+	if o.ClientQPS > 0 {
+		conn["qps"], conn["burst"] = o.ClientQPS, int(o.ClientQPS)
+	}
+	doc["clientConnection"] = conn
 	le, _ := doc["leaderElection"].(map[string]any)
 	if le == nil {
 		le = map[string]any{}

@@ -1,0 +1,297 @@
+// Command bench places one disaggregated-inference workload on one GPU
+// cluster four ways — kube-scheduler's default profile, the default profile
+// with required and with preferred leaf podAffinity among an instance's pods,
+// and tandem — each on a fresh in-process control plane, and reports
+// scheduling throughput and attempt latency (as scheduler_perf measures
+// them), where each prefill's KV cache has to travel, GPUs left stranded,
+// pods left pending, and, for small instances, the offline optimum.
+// docs/benchmark.md describes the inputs and every figure.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tandem-sched/tandem/pkg/bench"
+	"github.com/tandem-sched/tandem/pkg/bench/run"
+	"github.com/tandem-sched/tandem/pkg/clusterdesc"
+	"github.com/tandem-sched/tandem/pkg/topology"
+	"github.com/tandem-sched/tandem/test/integration/framework"
+)
+
+func main() {
+	var o opts
+	flag.IntVar(&o.nodes, "nodes", 100, "size of the generated cluster (spines × leaves of HGX H100 boards and GB200 NVL72 racks); ignored with --cluster")
+	flag.StringVar(&o.cluster, "cluster", "", "cluster description YAML (pkg/clusterdesc format) instead of a generated cluster")
+	flag.StringVar(&o.workload, "workload", filepath.Join(framework.RepoRoot(), "docs", "examples", "workload.yaml"), "workload description YAML")
+	flag.StringVar(&o.profiles, "profiles", "all", "comma-separated profiles to run: "+profileNames()+", or all")
+	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
+	flag.DurationVar(&o.settle, "settle", 20*time.Second, "once every pod is created, how long without a binding before the rest count as pending")
+	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "longest wait for bindings per profile")
+	qps := flag.Float64("scheduler-qps", 5000, "the scheduler's client QPS and burst (scheduler_perf uses 5000; kube-scheduler's default is 50)")
+	flag.IntVar(&o.budget, "optimum-budget", bench.DefaultOptimumBudget, "search nodes the exact optimum may expand")
+	flag.BoolVar(&o.verbose, "v-control-plane", false, "print the control plane's logs")
+	flag.Parse()
+	o.qps = float32(*qps)
+	if err := o.run(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type opts struct {
+	nodes             int
+	cluster, workload string
+	profiles, jsonOut string
+	settle, timeout   time.Duration
+	qps               float32
+	budget            int
+	verbose           bool
+}
+
+func profileNames() string {
+	var names []string
+	for _, p := range run.Profiles {
+		names = append(names, string(p))
+	}
+	return strings.Join(names, ", ")
+}
+
+func (o opts) selected() ([]run.Profile, error) {
+	if o.profiles == "all" {
+		return run.Profiles, nil
+	}
+	var out []run.Profile
+	for _, name := range strings.Split(o.profiles, ",") {
+		found := false
+		for _, p := range run.Profiles {
+			if string(p) == strings.TrimSpace(name) {
+				out, found = append(out, p), true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("--profiles: unknown profile %q, want %s or all", name, profileNames())
+		}
+	}
+	return out, nil
+}
+
+// Report is the JSON output.
+type Report struct {
+	Cluster  string            `json:"cluster"`
+	Nodes    int               `json:"nodes"`
+	GPUs     int               `json:"gpus"`
+	Workload *bench.Workload   `json:"workload"`
+	KVBytes  float64           `json:"kvBytesPerRequest"`
+	Runs     []RunReport       `json:"runs"`
+	Optimum  *bench.Optimum    `json:"optimum,omitempty"`
+	Skipped  string            `json:"optimumSkipped,omitempty"`
+	Ratios   map[string]Ratios `json:"tandemVersus,omitempty"`
+}
+
+// RunReport is one profile's figures.
+type RunReport struct {
+	*run.Result
+	Quality      bench.Quality `json:"quality"`
+	AttemptP50   time.Duration `json:"attemptP50Nanos"`
+	AttemptP99   time.Duration `json:"attemptP99Nanos"`
+	Unschedulble uint64        `json:"unschedulableAttempts"`
+}
+
+// Ratios compare an alternative with tandem: above 1 means tandem is better
+// (faster transfers, more throughput, lower latency).
+type Ratios struct {
+	KVMean     float64 `json:"kvMean"`
+	KVP99      float64 `json:"kvP99"`
+	Throughput float64 `json:"throughput"`
+	AttemptP99 float64 `json:"attemptP99"`
+}
+
+func (o opts) run() error {
+	profiles, err := o.selected()
+	if err != nil {
+		return err
+	}
+	desc, name, err := o.loadCluster()
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(o.workload)
+	if err != nil {
+		return err
+	}
+	wl, err := bench.ParseWorkload(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", o.workload, err)
+	}
+	nodes := bench.NodesOf(desc.Build(time.Now()))
+	gpus := 0
+	for _, n := range nodes {
+		gpus += n.GPUs
+	}
+	wl = wl.Scaled(gpus)
+
+	logPath := filepath.Join(os.TempDir(), "tandem-bench.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	var logOut io.Writer = logFile
+	if o.verbose {
+		logOut = io.MultiWriter(logFile, os.Stderr)
+	} else {
+		// The apiserver's etcd client logs to stderr on its own.
+		stderr := os.Stderr
+		os.Stderr = logFile
+		defer func() { os.Stderr = stderr }()
+	}
+	run.QuietKlog(logOut)
+	step("control plane logs go to %s", logPath)
+	step("cluster %s: %d nodes, %d GPUs", name, len(nodes), gpus)
+	step("workload: %s = %d instances, %d GPUs", wl, len(wl.Instances()), wl.GPUs())
+
+	a := bench.Analyzer{Model: topology.DefaultCostModel(), KVBytes: wl.KVBytes(), SmallestEngine: wl.SmallestEngine()}
+	rep := Report{Cluster: name, Nodes: len(nodes), GPUs: gpus, Workload: wl, KVBytes: wl.KVBytes(), Ratios: map[string]Ratios{}}
+	for _, p := range profiles {
+		res, err := run.Run(context.Background(), run.Options{
+			Cluster: desc, Workload: wl, Profile: p, Settle: o.settle, Timeout: o.timeout,
+			SchedulerQPS: o.qps, Log: logOut, Step: step,
+		})
+		if err != nil {
+			return fmt.Errorf("profile %s: %w", p, err)
+		}
+		r := RunReport{Result: res, Quality: a.Analyze(res.Nodes, res.Pods)}
+		h := res.Attempts["scheduled"]
+		r.AttemptP50, r.AttemptP99 = h.QuantileDuration(0.5), h.QuantileDuration(0.99)
+		r.Unschedulble = res.Attempts["unschedulable"].Count
+		rep.Runs = append(rep.Runs, r)
+		step("[%s] done: %d/%d bound, %.1f pods/s, mean KV transfer %s", p, res.Scheduled, len(res.Pods), res.Throughput, bench.Millis(r.Quality.MeanTransfer))
+	}
+	step("exact optimum (at most %d GPU nodes and %d instances)", bench.MaxOptimumNodes, bench.MaxOptimumInstances)
+	if opt, err := a.Optimum(nodes, wl.Instances(), o.budget); err != nil {
+		rep.Skipped = err.Error()
+	} else {
+		rep.Optimum = opt
+	}
+	var tandem *RunReport
+	for i := range rep.Runs {
+		if rep.Runs[i].Profile == run.Tandem {
+			tandem = &rep.Runs[i]
+		}
+	}
+	if tandem != nil {
+		for _, r := range rep.Runs {
+			if r.Profile != run.Tandem {
+				rep.Ratios[string(r.Profile)] = ratios(r, *tandem)
+			}
+		}
+	}
+	print(os.Stdout, rep)
+	if o.jsonOut != "" {
+		out, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(o.jsonOut), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.jsonOut, append(out, '\n'), 0o644); err != nil {
+			return err
+		}
+		step("wrote %s", o.jsonOut)
+	}
+	return nil
+}
+
+func (o opts) loadCluster() (*clusterdesc.Cluster, string, error) {
+	if o.cluster == "" {
+		c, err := bench.GenerateCluster(o.nodes)
+		return c, fmt.Sprintf("generated-%d", o.nodes), err
+	}
+	data, err := os.ReadFile(o.cluster)
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := clusterdesc.Parse(data)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", o.cluster, err)
+	}
+	return c, o.cluster, nil
+}
+
+func ratio(alt, tandem float64) float64 {
+	if tandem == 0 {
+		return 0
+	}
+	return alt / tandem
+}
+
+func ratios(alt, tandem RunReport) Ratios {
+	return Ratios{
+		KVMean:     ratio(float64(alt.Quality.MeanTransfer), float64(tandem.Quality.MeanTransfer)),
+		KVP99:      ratio(float64(alt.Quality.P99Transfer), float64(tandem.Quality.P99Transfer)),
+		Throughput: ratio(tandem.Throughput, alt.Throughput),
+		AttemptP99: ratio(float64(alt.AttemptP99), float64(tandem.AttemptP99)),
+	}
+}
+
+func step(format string, args ...any) {
+	fmt.Printf("==> "+format+"\n", args...)
+}
+
+func print(w io.Writer, rep Report) {
+	fmt.Fprintf(w, "\nCluster %s: %d nodes, %d GPUs. Workload: %d GPUs asked; KV per request %.2f GB.\n\n", rep.Cluster, rep.Nodes, rep.GPUs, rep.Workload.GPUs(), rep.KVBytes/1e9)
+	classes := bench.PathClasses(topology.DefaultLevels())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "profile\tbound\tpending\tpods/s\tattempt p50\tattempt p99\tunsched.\t")
+	for _, c := range classes {
+		fmt.Fprintf(tw, "%s\t", c)
+	}
+	fmt.Fprint(tw, "unpaired\tKV mean\tKV p99\tfree GPUs\tstranded\t\n")
+	for _, r := range rep.Runs {
+		q := r.Quality
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%s\t%s\t%d\t", r.Profile, q.Bound, q.Pending, r.Throughput, bench.Millis(r.AttemptP50), bench.Millis(r.AttemptP99), r.Unschedulble)
+		for _, c := range classes {
+			fmt.Fprintf(tw, "%.0f%%\t", 100*q.Share(c))
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t\n", q.Classes[bench.PathClassUnpaired], bench.Millis(q.MeanTransfer), bench.Millis(q.P99Transfer), q.FreeGPUs, q.StrandedGPUs)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	if rep.Optimum != nil {
+		opt := rep.Optimum
+		proven := "proven"
+		if !opt.Proven {
+			proven = "search budget exhausted: best found, not proven"
+		}
+		fmt.Fprintf(w, "Offline optimum (%s, %d search nodes): %d instances left out (%d GPUs), mean KV transfer %s over %d decodes.\n",
+			proven, opt.Expansions, opt.Unplaced, opt.UnplacedGPUs, bench.Millis(opt.Mean), opt.Decodes)
+		for _, r := range rep.Runs {
+			if opt.Mean > 0 {
+				fmt.Fprintf(w, "  %-28s mean KV transfer %.2f× the optimum's, %d pods pending\n", r.Profile, float64(r.Quality.MeanTransfer)/float64(opt.Mean), r.Quality.Pending)
+			}
+		}
+	} else {
+		fmt.Fprintf(w, "Offline optimum skipped: %s.\n", rep.Skipped)
+	}
+	if len(rep.Ratios) > 0 {
+		fmt.Fprintln(w, "\nTandem versus each alternative (above 1: tandem is better by that factor):")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprint(tw, "alternative\tKV mean\tKV p99\tthroughput\tattempt p99\t\n")
+		for _, r := range rep.Runs {
+			if x, ok := rep.Ratios[string(r.Profile)]; ok {
+				fmt.Fprintf(tw, "%s\t%.2f×\t%.2f×\t%.2f×\t%.2f×\t\n", r.Profile, x.KVMean, x.KVP99, x.Throughput, x.AttemptP99)
+			}
+		}
+		tw.Flush()
+	}
+}

@@ -1,0 +1,247 @@
+package bench
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/tandem-sched/tandem/pkg/clusterdesc"
+	"github.com/tandem-sched/tandem/pkg/topology"
+)
+
+// Role is a pod's part in disaggregated serving.
+type Role string
+
+const (
+	RolePrefill Role = "prefill"
+	RoleDecode  Role = "decode"
+)
+
+// PathClassUnpaired counts decodes bound while no prefill of their instance is.
+const PathClassUnpaired topology.PathClass = "unpaired"
+
+// PathClasses are the classes a report lists, best first.
+func PathClasses(levels topology.Levels) []topology.PathClass {
+	var out []topology.PathClass
+	for i := len(levels) - 1; i >= 0; i-- {
+		out = append(out, topology.PathClass(levels[i].Name))
+	}
+	return append(out, topology.PathHostBounce, topology.PathNone)
+}
+
+// Pod is one engine pod of the workload and, once bound, its node.
+type Pod struct {
+	Name     string `json:"name"`
+	Instance string `json:"instance"`
+	Role     Role   `json:"role"`
+	GPUs     int    `json:"gpus"`
+	Node     string `json:"node,omitempty"`
+}
+
+// Node is what the analysis needs of a node.
+type Node struct {
+	Name   string
+	Labels map[string]string
+	GPUs   int
+	// Islands are the sizes of the node's NVLink islands; nil means one
+	// island of all its GPUs.
+	Islands []int
+}
+
+// NodesOf converts a built cluster.
+func NodesOf(nodes []clusterdesc.Node) []Node {
+	out := make([]Node, 0, len(nodes))
+	for _, n := range nodes {
+		q := n.Node.Status.Capacity[clusterdesc.GPUResourceName]
+		node := Node{Name: n.Node.Name, Labels: n.Node.Labels, GPUs: int(q.Value())}
+		if n.Topology != nil {
+			for _, island := range n.Topology.Status.NVLinkIslands {
+				node.Islands = append(node.Islands, len(island.GPUs))
+			}
+		}
+		out = append(out, node)
+	}
+	return out
+}
+
+// Pair is a decode and the nearest bound prefill of its instance.
+type Pair struct {
+	Decode   string             `json:"decode"`
+	Prefill  string             `json:"prefill,omitempty"`
+	Class    topology.PathClass `json:"class"`
+	Transfer time.Duration      `json:"transferNanos"`
+}
+
+// Quality is how good a placement is for KV transfers and for what is left.
+type Quality struct {
+	Pods    int `json:"pods"`
+	Bound   int `json:"bound"`
+	Pending int `json:"pending"`
+	// Pairs has one entry per bound decode.
+	Pairs   []Pair                     `json:"-"`
+	Classes map[topology.PathClass]int `json:"classes"`
+	// MeanTransfer and P99Transfer are over the paired decodes: the modeled
+	// time one request's KV cache takes from prefill to decode.
+	MeanTransfer time.Duration `json:"meanTransferNanos"`
+	P99Transfer  time.Duration `json:"p99TransferNanos"`
+	FreeGPUs     int           `json:"freeGPUs"`
+	// StrandedGPUs are free GPUs no engine of the workload's smallest size
+	// can use (see Stranded).
+	StrandedGPUs int `json:"strandedGPUs"`
+}
+
+// Share is the fraction of paired decodes in class c.
+func (q Quality) Share(c topology.PathClass) float64 {
+	paired := 0
+	for class, n := range q.Classes {
+		if class != PathClassUnpaired {
+			paired += n
+		}
+	}
+	if paired == 0 {
+		return 0
+	}
+	return float64(q.Classes[c]) / float64(paired)
+}
+
+// Analyzer prices placements with one cost model and request size.
+type Analyzer struct {
+	Model   topology.CostModel
+	KVBytes float64
+	// SmallestEngine is the GPU count stranded GPUs are measured against.
+	SmallestEngine int
+}
+
+// Class returns the path class between two nodes.
+func (a Analyzer) Class(from, to map[string]string) topology.PathClass {
+	l := a.Model.Levels
+	return l.Classify(l.PathOf(from), l.PathOf(to), topology.GPUDirectRDMAReady(from), topology.GPUDirectRDMAReady(to))
+}
+
+// Analyze pairs every bound decode with the bound prefill of its instance
+// whose KV transfer is the fastest, and measures what the placement leaves.
+func (a Analyzer) Analyze(nodes []Node, pods []Pod) Quality {
+	byName := make(map[string]*Node, len(nodes))
+	for i := range nodes {
+		byName[nodes[i].Name] = &nodes[i]
+	}
+	q := Quality{Pods: len(pods), Classes: map[topology.PathClass]int{}}
+	prefills := map[string][]Pod{}
+	used := map[string][]int{}
+	for _, p := range pods {
+		if p.Node == "" {
+			q.Pending++
+			continue
+		}
+		q.Bound++
+		used[p.Node] = append(used[p.Node], p.GPUs)
+		if p.Role == RolePrefill {
+			prefills[p.Instance] = append(prefills[p.Instance], p)
+		}
+	}
+	var times []time.Duration
+	var total time.Duration
+	for _, d := range pods {
+		if d.Role != RoleDecode || d.Node == "" {
+			continue
+		}
+		pair := Pair{Decode: d.Name, Class: PathClassUnpaired, Transfer: -1}
+		for _, p := range prefills[d.Instance] {
+			pn, dn := byName[p.Node], byName[d.Node]
+			if pn == nil || dn == nil {
+				continue
+			}
+			c := a.Class(pn.Labels, dn.Labels)
+			t := a.Model.TransferTime(a.KVBytes, c)
+			if pair.Transfer < 0 || t < pair.Transfer {
+				pair.Prefill, pair.Class, pair.Transfer = p.Name, c, t
+			}
+		}
+		q.Classes[pair.Class]++
+		q.Pairs = append(q.Pairs, pair)
+		if pair.Transfer >= 0 {
+			times = append(times, pair.Transfer)
+			total += pair.Transfer
+		}
+	}
+	if len(times) > 0 {
+		q.MeanTransfer = total / time.Duration(len(times))
+		q.P99Transfer = Percentile(times, 0.99)
+	}
+	for _, n := range nodes {
+		if n.GPUs == 0 {
+			continue
+		}
+		free, stranded := Stranded(n, used[n.Name], a.SmallestEngine)
+		q.FreeGPUs += free
+		q.StrandedGPUs += stranded
+	}
+	return q
+}
+
+// Percentile is the nearest-rank percentile of ds (p in (0, 1]).
+func Percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	rank := int(math.Ceil(p*float64(len(s)))) - 1
+	return s[min(max(rank, 0), len(s)-1)]
+}
+
+// Stranded returns a node's free GPUs and how many of them no engine of
+// smallest GPUs can use. The bound pods' GPUs (used, one entry per pod) are
+// assumed taken island by island, each pod in the tightest island that
+// holds it, as NVLinkTopo and the NVIDIA device plugin choose them; a pod
+// that fits no single island takes GPUs from the fullest islands first.
+// Then every island's free GPUs beyond a multiple of smallest are stranded:
+// an island with 6 free GPUs strands 2 for TP=4 engines, and a node whose
+// islands are smaller than smallest strands all of its free GPUs.
+func Stranded(n Node, used []int, smallest int) (free, stranded int) {
+	islands := n.Islands
+	if len(islands) == 0 {
+		islands = []int{n.GPUs}
+	}
+	left := append([]int(nil), islands...)
+	sorted := append([]int(nil), used...)
+	sort.Sort(sort.Reverse(sort.IntSlice(sorted)))
+	for _, g := range sorted {
+		best := -1
+		for i, f := range left {
+			if f >= g && (best < 0 || f < left[best]) {
+				best = i
+			}
+		}
+		if best >= 0 {
+			left[best] -= g
+			continue
+		}
+		for g > 0 {
+			fullest := -1
+			for i, f := range left {
+				if f > 0 && (fullest < 0 || f < left[fullest]) {
+					fullest = i
+				}
+			}
+			if fullest < 0 {
+				break
+			}
+			take := min(g, left[fullest])
+			left[fullest] -= take
+			g -= take
+		}
+	}
+	smallest = max(smallest, 1)
+	for _, f := range left {
+		free += f
+		stranded += f % smallest
+	}
+	return free, stranded
+}
+
+// String renders a duration for a report, in milliseconds.
+func Millis(d time.Duration) string {
+	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+}

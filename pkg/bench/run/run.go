@@ -1,0 +1,471 @@
+// Package run places a benchmark workload on a fresh in-process control plane
+// with one scheduler configuration, and measures what scheduler_perf
+// measures (throughput, scheduling attempt latency) along with where every
+// pod landed. The demo and cmd/bench both use it.
+package run
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/component-base/metrics/legacyregistry"
+	"k8s.io/component-base/metrics/testutil"
+	"k8s.io/klog/v2"
+	testingclock "k8s.io/utils/clock/testing"
+	schedulingv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+	pgclient "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
+
+	"github.com/tandem-sched/tandem/pkg/bench"
+	"github.com/tandem-sched/tandem/pkg/clusterdesc"
+	"github.com/tandem-sched/tandem/pkg/plugins/pdaffinity"
+	"github.com/tandem-sched/tandem/pkg/scheduler"
+	"github.com/tandem-sched/tandem/pkg/topology"
+	"github.com/tandem-sched/tandem/test/integration/framework"
+)
+
+// Profile is one way of scheduling the workload.
+type Profile string
+
+const (
+	// Default is kube-scheduler's default profile, pods as they are.
+	Default Profile = "default"
+	// RequiredAffinity is the default profile with the required podAffinity
+	// on the leaf label that AIBrix and LWS inject among an instance's pods.
+	RequiredAffinity Profile = "default+required-affinity"
+	// PreferredAffinity is the same affinity as a preference of weight 100.
+	PreferredAffinity Profile = "default+preferred-affinity"
+	// Tandem is the shipped tandem-scheduler profile.
+	Tandem Profile = "tandem"
+)
+
+// Profiles are all profiles, in the order reports list them.
+var Profiles = []Profile{Default, RequiredAffinity, PreferredAffinity, Tandem}
+
+// DefaultSchedulerName is kube-scheduler's default profile name.
+const DefaultSchedulerName = v1.DefaultSchedulerName
+
+// Namespace is where the workload's pods live.
+const Namespace = metav1.NamespaceDefault
+
+// attemptMetric is the histogram scheduler_perf reads attempt latency from.
+const attemptMetric = "scheduler_scheduling_attempt_duration_seconds"
+
+// Options say what to run.
+type Options struct {
+	Cluster  *clusterdesc.Cluster
+	Workload *bench.Workload
+	Profile  Profile
+	// Settle is how long no pod may bind, once all are created, before the
+	// rest count as pending.
+	Settle time.Duration
+	// Timeout bounds the wait for bindings.
+	Timeout time.Duration
+	// SchedulerQPS is the scheduler's client rate limit (QPS and burst);
+	// scheduler_perf lifts it to 5000 so that it measures the scheduler,
+	// not the limiter.
+	SchedulerQPS float32
+	// Log receives the control plane's logs.
+	Log io.Writer
+	// Step reports progress.
+	Step func(format string, args ...any)
+}
+
+// Result is one run.
+type Result struct {
+	Profile Profile      `json:"profile"`
+	Nodes   []bench.Node `json:"-"`
+	Pods    []bench.Pod  `json:"-"`
+	// Elapsed is from the first pod created to the last pod bound.
+	Elapsed    time.Duration `json:"elapsedNanos"`
+	Scheduled  int           `json:"scheduled"`
+	Throughput float64       `json:"throughputPodsPerSecond"`
+	// Attempts are the scheduling attempt latencies of this run, by result
+	// (scheduled, unschedulable, error).
+	Attempts map[string]bench.Histogram `json:"attempts"`
+}
+
+// Run creates a control plane, the cluster, the scheduler and the workload,
+// waits for the pods to bind or settle, and tears everything down.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Step == nil {
+		o.Step = func(string, ...any) {}
+	}
+	if o.Settle == 0 {
+		o.Settle = 20 * time.Second
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 20 * time.Minute
+	}
+	if o.SchedulerQPS == 0 {
+		o.SchedulerQPS = 5000
+	}
+	tb := &framework.ProcessTB{Output: o.Log}
+	defer tb.Close()
+	var res *Result
+	err := tb.Run(func() {
+		var err error
+		res, err = run(ctx, tb, o)
+		if err != nil {
+			tb.Fatal(err)
+		}
+	})
+	return res, err
+}
+
+func run(ctx context.Context, tb *framework.ProcessTB, o Options) (*Result, error) {
+	o.Step("[%s] starting etcd and kube-apiserver", o.Profile)
+	cp := framework.StartControlPlane(tb)
+	now := time.Now()
+	built := o.Cluster.Build(now)
+	o.Step("[%s] creating %d nodes and their NodeTopology objects", o.Profile, len(built))
+	if err := createNodes(ctx, cp, built); err != nil {
+		return nil, err
+	}
+	instances := o.Workload.Instances()
+	if err := createPodGroups(ctx, cp, instances); err != nil {
+		return nil, err
+	}
+
+	schedulerName, config := DefaultSchedulerName, ""
+	if o.Profile == Tandem {
+		schedulerName, config = scheduler.SchedulerName, framework.ShippedSchedulerConfig()
+	} else {
+		config = filepath.Join(tb.TempDir(), "default-scheduler-config.yaml")
+		if err := os.WriteFile(config, []byte(defaultConfig), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	o.Step("[%s] starting the scheduler (profile %s)", o.Profile, schedulerName)
+	// Heartbeats were written at now: the scheduler's clock stays there, so
+	// a long run does not see its agents go stale.
+	if err := startScheduler(tb, cp, config, testingclock.NewFakePassiveClock(now), o.SchedulerQPS); err != nil {
+		return nil, err
+	}
+
+	watcher, err := watchBindings(ctx, cp)
+	if err != nil {
+		return nil, err
+	}
+	defer watcher.stop()
+	before, err := attempts(schedulerName)
+	if err != nil {
+		return nil, err
+	}
+
+	var pods []*v1.Pod
+	var want []bench.Pod
+	for _, in := range instances {
+		for _, p := range in.Pods() {
+			pods = append(pods, podFor(p, in, schedulerName, o.Profile))
+			want = append(want, p)
+		}
+	}
+	o.Step("[%s] creating %d pods of %d instances", o.Profile, len(pods), len(instances))
+	start := time.Now()
+	if err := createPods(ctx, cp, pods); err != nil {
+		return nil, err
+	}
+	o.Step("[%s] waiting for the scheduler (pods still unbound after %s without a binding count as pending)", o.Profile, o.Settle)
+	last := watcher.wait(ctx, len(pods), o.Settle, o.Timeout, func(bound int) {
+		o.Step("[%s] %d/%d pods bound", o.Profile, bound, len(pods))
+	})
+	after, err := attempts(schedulerName)
+	if err != nil {
+		return nil, err
+	}
+
+	res := &Result{Profile: o.Profile, Nodes: bench.NodesOf(built), Attempts: map[string]bench.Histogram{}}
+	bound := watcher.bound()
+	for _, p := range want {
+		p.Node = bound[p.Name]
+		if p.Node != "" {
+			res.Scheduled++
+		}
+		res.Pods = append(res.Pods, p)
+	}
+	if res.Scheduled > 0 {
+		res.Elapsed = last.Sub(start)
+		res.Throughput = float64(res.Scheduled) / res.Elapsed.Seconds()
+	}
+	for result, h := range after {
+		d, err := h.Sub(before[result])
+		if err != nil {
+			return nil, fmt.Errorf("%s{result=%s}: %w", attemptMetric, result, err)
+		}
+		res.Attempts[result] = d
+	}
+	return res, nil
+}
+
+const defaultConfig = `apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+- schedulerName: default-scheduler
+`
+
+func createNodes(ctx context.Context, cp *framework.ControlPlane, nodes []clusterdesc.Node) error {
+	const workers = 8
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		var mine []clusterdesc.Node
+		for i := w; i < len(nodes); i += workers {
+			mine = append(mine, nodes[i])
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := clusterdesc.Create(ctx, cp.Client, cp.Tandem, mine); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func createPodGroups(ctx context.Context, cp *framework.ControlPlane, instances []bench.Instance) error {
+	client, err := pgclient.NewForConfig(framework.JSONConfig(cp.Config))
+	if err != nil {
+		return err
+	}
+	for _, in := range instances {
+		if in.Unit.Mode != bench.ModeReplica {
+			continue
+		}
+		pg := &schedulingv1alpha1.PodGroup{
+			ObjectMeta: metav1.ObjectMeta{Name: in.Name, Namespace: Namespace},
+			Spec:       schedulingv1alpha1.PodGroupSpec{MinMember: int32(in.Unit.Prefill.Replicas + in.Unit.Decode.Replicas)},
+		}
+		if _, err := client.SchedulingV1alpha1().PodGroups(Namespace).Create(ctx, pg, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("creating PodGroup %s: %w", in.Name, err)
+		}
+	}
+	return nil
+}
+
+// podFor is the engine pod every profile gets; only the scheduler name and,
+// for the affinity baselines, the podAffinity differ.
+func podFor(p bench.Pod, in bench.Instance, schedulerName string, profile Profile) *v1.Pod {
+	gpus := *resource.NewQuantity(int64(p.GPUs), resource.DecimalSI)
+	labels := map[string]string{pdaffinity.LabelRole: string(p.Role), pdaffinity.LabelGroup: in.Name}
+	if in.Unit.Mode == bench.ModeReplica {
+		labels[pdaffinity.LabelPodGroup] = in.Name
+	}
+	pod := &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: Namespace, Labels: labels},
+		Spec: v1.PodSpec{
+			SchedulerName: schedulerName,
+			Containers: []v1.Container{{
+				Name: "engine", Image: "vllm/vllm-openai:v0.11.0",
+				Args: []string{"--tensor-parallel-size", fmt.Sprint(p.GPUs)},
+				Resources: v1.ResourceRequirements{
+					Requests: v1.ResourceList{clusterdesc.GPUResourceName: gpus, v1.ResourceCPU: resource.MustParse("8")},
+					Limits:   v1.ResourceList{clusterdesc.GPUResourceName: gpus},
+				},
+			}},
+		},
+	}
+	term := v1.PodAffinityTerm{
+		LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{pdaffinity.LabelGroup: in.Name}},
+		TopologyKey:   topology.LabelLeaf,
+	}
+	switch profile {
+	case RequiredAffinity:
+		pod.Spec.Affinity = &v1.Affinity{PodAffinity: &v1.PodAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []v1.PodAffinityTerm{term}}}
+	case PreferredAffinity:
+		pod.Spec.Affinity = &v1.Affinity{PodAffinity: &v1.PodAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []v1.WeightedPodAffinityTerm{{Weight: 100, PodAffinityTerm: term}}}}
+	}
+	return pod
+}
+
+// createPods creates the pods in order from a few workers, so that creation
+// is not what limits throughput.
+func createPods(ctx context.Context, cp *framework.ControlPlane, pods []*v1.Pod) error {
+	const workers = 4
+	next := make(chan *v1.Pod)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range next {
+				if _, err := cp.Client.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+					errs <- fmt.Errorf("creating pod %s: %w", p.Name, err)
+					return
+				}
+			}
+		}()
+	}
+	var err error
+	for _, p := range pods {
+		select {
+		case next <- p:
+			continue
+		case err = <-errs:
+		}
+		break
+	}
+	close(next)
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	select {
+	case err = <-errs:
+	default:
+	}
+	return err
+}
+
+// bindingWatcher records when each pod was first seen bound.
+type bindingWatcher struct {
+	mu     sync.Mutex
+	nodes  map[string]string
+	last   time.Time
+	change chan struct{}
+	cancel context.CancelFunc
+}
+
+func watchBindings(ctx context.Context, cp *framework.ControlPlane) (*bindingWatcher, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &bindingWatcher{nodes: map[string]string{}, change: make(chan struct{}, 1), cancel: cancel}
+	factory := informers.NewSharedInformerFactoryWithOptions(cp.Client, 0, informers.WithNamespace(Namespace))
+	inf := factory.Core().V1().Pods().Informer()
+	record := func(obj any) {
+		pod, ok := obj.(*v1.Pod)
+		if !ok || pod.Spec.NodeName == "" {
+			return
+		}
+		w.mu.Lock()
+		if _, seen := w.nodes[pod.Name]; !seen {
+			w.nodes[pod.Name] = pod.Spec.NodeName
+			w.last = time.Now()
+		}
+		w.mu.Unlock()
+		select {
+		case w.change <- struct{}{}:
+		default:
+		}
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    record,
+		UpdateFunc: func(_, obj any) { record(obj) },
+	}); err != nil {
+		cancel()
+		return nil, err
+	}
+	factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		cancel()
+		return nil, fmt.Errorf("the pod informer did not sync")
+	}
+	return w, nil
+}
+
+func (w *bindingWatcher) stop() { w.cancel() }
+
+func (w *bindingWatcher) bound() map[string]string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]string, len(w.nodes))
+	for k, v := range w.nodes {
+		out[k] = v
+	}
+	return out
+}
+
+// wait returns the time of the last binding once all want pods are bound,
+// no pod bound for settle, or timeout passed. progress is called every few
+// seconds while the count changes.
+func (w *bindingWatcher) wait(ctx context.Context, want int, settle, timeout time.Duration, progress func(bound int)) time.Time {
+	deadline := time.After(timeout)
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	quietSince := time.Now()
+	lastCount, printed := -1, 0
+	for {
+		w.mu.Lock()
+		n, last := len(w.nodes), w.last
+		w.mu.Unlock()
+		if n != lastCount {
+			lastCount, quietSince = n, time.Now()
+		}
+		if n >= want || time.Since(quietSince) >= settle {
+			return last
+		}
+		select {
+		case <-w.change:
+		case <-tick.C:
+			if n != printed {
+				progress(n)
+				printed = n
+			}
+		case <-deadline:
+			return last
+		case <-ctx.Done():
+			return last
+		}
+	}
+}
+
+// attempts snapshots the attempt latency histogram of one profile, by result.
+func attempts(profile string) (map[string]bench.Histogram, error) {
+	out := map[string]bench.Histogram{}
+	for _, result := range []string{"scheduled", "unschedulable", "error"} {
+		vec, err := testutil.GetHistogramVecFromGatherer(legacyregistry.DefaultGatherer, attemptMetric, map[string]string{"result": result, "profile": profile})
+		if err != nil {
+			// Not registered yet, or no observation with these labels.
+			continue
+		}
+		var sum bench.Histogram
+		for _, h := range vec {
+			one := bench.Histogram{Count: h.GetSampleCount(), Sum: h.GetSampleSum()}
+			for _, b := range h.GetBucket() {
+				one.Buckets = append(one.Buckets, bench.Bucket{UpperBound: b.GetUpperBound(), Count: b.GetCumulativeCount()})
+			}
+			if sum, err = sum.Add(one); err != nil {
+				return nil, fmt.Errorf("%s: %w", attemptMetric, err)
+			}
+		}
+		out[result] = sum
+	}
+	return out, nil
+}
+
+// startScheduler runs the scheduler from configPath with the client rate
+// limit lifted, as scheduler_perf does.
+func startScheduler(tb *framework.ProcessTB, cp *framework.ControlPlane, configPath string, clk *testingclock.FakePassiveClock, qps float32) error {
+	if err := cp.StartSchedulerWith(tb, configPath, clk, framework.SchedulerOptions{ClientQPS: qps}); err != nil {
+		return fmt.Errorf("starting the scheduler from %s: %w", configPath, err)
+	}
+	return nil
+}
+
+// QuietKlog sends klog, which the apiserver test helpers turn up to -v=5 on
+// import, to w at -v=0.
+func QuietKlog(w io.Writer) {
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	_ = fs.Set("v", "0")
+	_ = fs.Set("logtostderr", "false")
+	_ = fs.Set("alsologtostderr", "false")
+	_ = fs.Set("stderrthreshold", "FATAL")
+	if f := flag.Lookup("v"); f != nil {
+		_ = f.Value.Set("0")
+	}
+	klog.SetOutput(w)
+}
