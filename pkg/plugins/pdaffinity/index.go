@@ -29,6 +29,14 @@ type groupIndex struct {
 	// needs: the first pod of a unit looks ahead with them.
 	freeGPUs  []map[string]int64
 	remaining int64
+	// sameRole: the targets are the unit's pods of the pod's own role,
+	// because none of the other role is placed yet.
+	sameRole bool
+	// partnerGPUs is what the pod's future partner of the other role needs
+	// (0 when the unit has no such pod left to place), and podGPUs what the
+	// pod itself needs: a node whose NVLink domain can take both lets the
+	// pair share NVLink instead of stacking one role on a board.
+	partnerGPUs, podGPUs int64
 }
 
 func newGroupIndex(levels int) *groupIndex {
@@ -50,8 +58,10 @@ func addAt(m []map[string]int, ids []string) {
 
 // buildIndex walks the snapshot once: every placed pod of the group, and
 // for the first pod of a unit the free GPUs of every domain.
-func (pl *PDAffinity) buildIndex(pod *v1.Pod, m Member, nodes []fwk.NodeInfo, gpus int64, unitSize int) *groupIndex {
+func (pl *PDAffinity) buildIndex(pod *v1.Pod, m Member, nodes []fwk.NodeInfo, gpus int64, unitSize int, unitRoles *[2]int) *groupIndex {
 	g := newGroupIndex(len(pl.levels))
+	g.podGPUs = gpus
+	var placedByRole [2]int
 	var opposite, sameRole [][]string
 	var oppositeNodes, sameNodes []string
 	for _, ni := range nodes {
@@ -78,6 +88,7 @@ func (pl *PDAffinity) buildIndex(pod *v1.Pod, m Member, nodes []fwk.NodeInfo, gp
 				}
 				addAt(g.unitMembers, np.ids)
 				g.placed++
+				placedByRole[roleSlot(peer.Role)]++
 			}
 			if peer.Role == m.Role.opposite() {
 				opposite = append(opposite, np.ids)
@@ -101,6 +112,17 @@ func (pl *PDAffinity) buildIndex(pod *v1.Pod, m Member, nodes []fwk.NodeInfo, gp
 	// A unit keeps together even before its other role arrives.
 	if len(opposite) == 0 && m.Unit != "" {
 		opposite, oppositeNodes = sameRole, sameNodes
+		g.sameRole = len(opposite) > 0
+	}
+	if m.Unit != "" && pl.nvlinkLevel >= 0 {
+		other := roleSlot(m.Role.opposite())
+		partnerLeft := placedByRole[other] == 0
+		if unitRoles != nil {
+			partnerLeft = unitRoles[other] > placedByRole[other]
+		}
+		if partnerLeft {
+			g.partnerGPUs = gpus
+		}
 	}
 	for i, ids := range opposite {
 		addAt(g.targets, ids)
@@ -108,6 +130,8 @@ func (pl *PDAffinity) buildIndex(pod *v1.Pod, m Member, nodes []fwk.NodeInfo, gp
 	}
 	if m.Unit != "" && g.placed == 0 && unitSize > 1 {
 		g.remaining = int64(unitSize) * gpus
+	}
+	if g.remaining > 0 || (g.sameRole && g.partnerGPUs > 0) {
 		g.freeGPUs = pl.freeGPUsPerDomain(nodes)
 	}
 	return g
@@ -173,4 +197,11 @@ func (pl *PDAffinity) levelName(i int) string {
 		return string(topology.PathNone)
 	}
 	return pl.levels[i].Name
+}
+
+// partnerFits says whether the node's NVLink domain has room for the pod
+// and one engine of the other role beside it.
+func (pl *PDAffinity) partnerFits(g *groupIndex, np *nodePath) bool {
+	id := np.ids[pl.nvlinkLevel]
+	return id != "" && g.freeGPUs[pl.nvlinkLevel][id]-g.podGPUs >= g.partnerGPUs
 }

@@ -59,10 +59,12 @@ type PDAffinity struct {
 	model        topology.CostModel
 	gpuResource  v1.ResourceName
 	balanceLevel int
-	members      *memberReader
-	paths        *pathCache
-	handle       framework.Handle
-	podGroups    pglisters.PodGroupLister
+	// nvlinkLevel is the index of the nvlink-domain level, or -1.
+	nvlinkLevel int
+	members     *memberReader
+	paths       *pathCache
+	handle      framework.Handle
+	podGroups   pglisters.PodGroupLister
 }
 
 // NewFactory returns the plugin factory the scheduler registers; PodGroups,
@@ -120,6 +122,7 @@ func newPlugin(obj runtime.Object, h framework.Handle) (*PDAffinity, error) {
 		model:        model,
 		gpuResource:  v1.ResourceName(args.GPUResourceName),
 		balanceLevel: balanceLevel(levels),
+		nvlinkLevel:  nvlinkLevel(levels),
 		members:      members,
 		paths:        newPathCache(levels),
 		handle:       h,
@@ -133,6 +136,13 @@ func balanceLevel(levels topology.Levels) int {
 		return i
 	}
 	return len(levels) - 1
+}
+
+func nvlinkLevel(levels topology.Levels) int {
+	if i, ok := levels.Index(topology.LevelNVLinkDomain); ok {
+		return i
+	}
+	return -1
 }
 
 // Name returns the plugin's name.
@@ -189,12 +199,15 @@ func (pl *PDAffinity) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 			unitSize = int(pg.Spec.MinMember)
 		}
 	}
+	var unitRoles *[2]int
 	if member.Unit == "" {
 		if s.ratio, err = pl.poolRatio(pod, member); err != nil {
 			return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
 		}
+	} else {
+		unitRoles = pl.unitRoles(pod, member)
 	}
-	s.index = pl.buildIndex(pod, member, nodes, gpuRequest(pod, pl.gpuResource), unitSize)
+	s.index = pl.buildIndex(pod, member, nodes, gpuRequest(pod, pl.gpuResource), unitSize, unitRoles)
 	if s.requiredLevel >= 0 {
 		level := pl.levels[s.requiredLevel].Name
 		s.capacityReason = fmt.Sprintf("%s has too few free GPUs: unit %s needs %d in one %s (%s=%s)",
@@ -242,6 +255,26 @@ func (pl *PDAffinity) poolRatio(pod *v1.Pod, m Member) (float64, error) {
 		return 0.5, nil
 	}
 	return float64(counts[0]) / float64(counts[0]+counts[1]), nil
+}
+
+// unitRoles counts the unit's pods of each role, placed or not, or returns
+// nil when the pods cannot be listed.
+func (pl *PDAffinity) unitRoles(pod *v1.Pod, m Member) *[2]int {
+	if pl.handle == nil {
+		return nil
+	}
+	pods, err := pl.handle.SharedInformerFactory().Core().V1().Pods().Lister().Pods(pod.Namespace).List(everything)
+	if err != nil {
+		return nil
+	}
+	var counts [2]int
+	for _, p := range pods {
+		if peer, ok, err := pl.members.read(p); ok && err == nil && peer.Unit == m.Unit {
+			counts[roleSlot(peer.Role)]++
+		}
+	}
+	counts[roleSlot(m.Role)] = max(counts[roleSlot(m.Role)], 1)
+	return &counts
 }
 
 func gpuRequest(pod *v1.Pod, name v1.ResourceName) int64 {
@@ -328,6 +361,15 @@ func (pl *PDAffinity) Score(ctx context.Context, cycleState fwk.CycleState, pod 
 
 	var bandwidth float64
 	switch {
+	case g.sameRole && g.partnerGPUs > 0:
+		// Only the unit's own role is placed: keep near it, and where the
+		// partner of the other role can still join on NVLink.
+		near := pl.bandwidthScore(pl.bandwidthTo(g, node.Name, np))
+		var pairing int64
+		if pl.partnerFits(g, np) {
+			pairing = framework.MaxNodeScore
+		}
+		return (near + pairing) / 2, nil
 	case g.targetNodes.Len() > 0:
 		bandwidth = pl.bandwidthTo(g, node.Name, np)
 	case g.remaining > 0:
@@ -353,7 +395,7 @@ func (pl *PDAffinity) Score(ctx context.Context, cycleState fwk.CycleState, pod 
 
 // bandwidthTo is the modeled bandwidth from the node to its nearest target.
 func (pl *PDAffinity) bandwidthTo(g *groupIndex, nodeName string, np *nodePath) float64 {
-	if g.targetNodes.Has(nodeName) && pl.args.SameNode == config.SameNodePrefer {
+	if g.targetNodes.Has(nodeName) && pl.args.SameNode == config.SameNodePrefer && !g.sameRole {
 		return pl.levels[len(pl.levels)-1].Bandwidth
 	}
 	level := finestShared(g.targets, np.ids)

@@ -329,3 +329,25 @@ func withNodeLabels(n *st.NodeWrapper, labels map[string]string) *st.NodeWrapper
 func defaultArgs() *config.PDAffinityArgs {
 	return &config.PDAffinityArgs{LevelPreset: "tandem", SameNode: config.SameNodePrefer, GPUResourceName: "nvidia.com/gpu"}
 }
+
+// The second prefill of a 2P2D unit goes where a decode can still join it
+// on NVLink, not onto the first prefill's board, which would leave every
+// prefill→decode pair crossing the leaf.
+func TestSameRolePodLeavesRoomForItsPartner(t *testing.T) {
+	pl := newTestPlugin(t, nil)
+	p0 := engine("u-p0", "prefill", "u", 4, LabelUnitSize, "4").Node("a1").Obj()
+	p1 := engine("u-p1", "prefill", "u", 4, LabelUnitSize, "4").Obj()
+	c, status := runCycle(t, pl, p1, fabricNodes(), p0)
+	require.True(t, status.IsSuccess(), status.Message())
+	require.Greater(t, c.score(t, p1, "a2"), c.score(t, p1, "a1"), "a2 has room for a decode beside the prefill")
+	// Keeping the unit together still counts: the same leaf beats another spine.
+	require.Greater(t, c.score(t, p1, "a2"), c.score(t, p1, "r1t1"))
+
+	// Once a decode is placed, decodes pair with prefills by NVLink again.
+	d0 := engine("u-d0", "decode", "u", 4, LabelUnitSize, "4").Obj()
+	c, status = runCycle(t, pl, d0, fabricNodes(), p0, engine("u-p1", "prefill", "u", 4, LabelUnitSize, "4").Node("a2").Obj())
+	require.True(t, status.IsSuccess())
+	require.Equal(t, int64(framework.MaxNodeScore), c.score(t, d0, "a1"))
+	require.Equal(t, int64(framework.MaxNodeScore), c.score(t, d0, "a2"))
+	require.Greater(t, c.score(t, d0, "a2"), c.score(t, d0, "b1"))
+}
