@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -39,9 +40,22 @@ func main() {
 	qps := flag.Float64("scheduler-qps", 5000, "the scheduler's client QPS and burst (scheduler_perf uses 5000; kube-scheduler's default is 50)")
 	flag.IntVar(&o.budget, "optimum-budget", bench.DefaultOptimumBudget, "search nodes the exact optimum may expand")
 	flag.BoolVar(&o.verbose, "v-control-plane", false, "print the control plane's logs")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	o.qps = float32(*qps)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: --cpuprofile: %v\n", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := o.run(); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
