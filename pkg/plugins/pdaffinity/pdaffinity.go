@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/tools/cache"
 	resourcehelper "k8s.io/component-helpers/resource"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -116,7 +117,7 @@ func newPlugin(obj runtime.Object, h framework.Handle) (*PDAffinity, error) {
 	}
 	model := topology.DefaultCostModel()
 	model.Levels = levels
-	return &PDAffinity{
+	pl := &PDAffinity{
 		args:         *args,
 		levels:       levels,
 		model:        model,
@@ -126,7 +127,13 @@ func newPlugin(obj runtime.Object, h framework.Handle) (*PDAffinity, error) {
 		members:      members,
 		paths:        newPathCache(levels),
 		handle:       h,
-	}, nil
+	}
+	if h != nil {
+		if err := pl.indexPodsByGroup(); err != nil {
+			return nil, fmt.Errorf("%s: indexing pods by group: %w", Name, err)
+		}
+	}
+	return pl, nil
 }
 
 // balanceLevel is where pool mode balances the prefill:decode ratio: the
@@ -238,20 +245,8 @@ func (pl *PDAffinity) poolRatio(pod *v1.Pod, m Member) (float64, error) {
 		}
 		return float64(p) / float64(p+d), nil
 	}
-	if pl.handle == nil {
-		return 0.5, nil
-	}
-	pods, err := pl.handle.SharedInformerFactory().Core().V1().Pods().Lister().Pods(pod.Namespace).List(everything)
-	if err != nil {
-		return 0.5, nil
-	}
-	var counts [2]int
-	for _, p := range pods {
-		if peer, ok, err := pl.members.read(p); ok && err == nil && peer.Group == m.Group && peer.Unit == "" {
-			counts[roleSlot(peer.Role)]++
-		}
-	}
-	if counts[0] == 0 || counts[1] == 0 {
+	counts := pl.roleCounts(pod, m, func(peer Member) bool { return peer.Unit == "" })
+	if counts == nil || counts[0] == 0 || counts[1] == 0 {
 		return 0.5, nil
 	}
 	return float64(counts[0]) / float64(counts[0]+counts[1]), nil
@@ -260,20 +255,59 @@ func (pl *PDAffinity) poolRatio(pod *v1.Pod, m Member) (float64, error) {
 // unitRoles counts the unit's pods of each role, placed or not, or returns
 // nil when the pods cannot be listed.
 func (pl *PDAffinity) unitRoles(pod *v1.Pod, m Member) *[2]int {
+	counts := pl.roleCounts(pod, m, func(peer Member) bool { return peer.Unit == m.Unit })
+	if counts != nil {
+		counts[roleSlot(m.Role)] = max(counts[roleSlot(m.Role)], 1)
+	}
+	return counts
+}
+
+// podGroupIndex indexes the scheduler's pod informer by namespace/group, so
+// that counting a group's pods reads the group, not the namespace.
+const podGroupIndex = "tandem.dev/pd-group"
+
+func podGroupKey(namespace, group string) string { return namespace + "/" + group }
+
+// indexPodsByGroup adds podGroupIndex to the scheduler's pod informer, once
+// for all profiles that share it.
+func (pl *PDAffinity) indexPodsByGroup() error {
+	informer := pl.handle.SharedInformerFactory().Core().V1().Pods().Informer()
+	if _, ok := informer.GetIndexer().GetIndexers()[podGroupIndex]; ok {
+		return nil
+	}
+	return informer.AddIndexers(cache.Indexers{podGroupIndex: func(obj interface{}) ([]string, error) {
+		pod, ok := obj.(*v1.Pod)
+		if !ok {
+			return nil, nil
+		}
+		m, ok, err := pl.members.read(pod)
+		if !ok || err != nil {
+			return nil, nil
+		}
+		return []string{podGroupKey(pod.Namespace, m.Group)}, nil
+	}})
+}
+
+// roleCounts counts the pods of the pod's group that match, by role, placed
+// or not; nil when they cannot be read.
+func (pl *PDAffinity) roleCounts(pod *v1.Pod, m Member, match func(Member) bool) *[2]int {
 	if pl.handle == nil {
 		return nil
 	}
-	pods, err := pl.handle.SharedInformerFactory().Core().V1().Pods().Lister().Pods(pod.Namespace).List(everything)
+	objs, err := pl.handle.SharedInformerFactory().Core().V1().Pods().Informer().GetIndexer().ByIndex(podGroupIndex, podGroupKey(pod.Namespace, m.Group))
 	if err != nil {
 		return nil
 	}
 	var counts [2]int
-	for _, p := range pods {
-		if peer, ok, err := pl.members.read(p); ok && err == nil && peer.Unit == m.Unit {
+	for _, obj := range objs {
+		p, ok := obj.(*v1.Pod)
+		if !ok {
+			continue
+		}
+		if peer, ok, err := pl.members.read(p); ok && err == nil && peer.Group == m.Group && match(peer) {
 			counts[roleSlot(peer.Role)]++
 		}
 	}
-	counts[roleSlot(m.Role)] = max(counts[roleSlot(m.Role)], 1)
 	return &counts
 }
 

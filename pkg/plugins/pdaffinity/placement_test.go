@@ -7,9 +7,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	fwk "k8s.io/kube-scheduler/framework"
 	schedcache "k8s.io/kubernetes/pkg/scheduler/backend/cache"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
+	plugintesting "k8s.io/kubernetes/pkg/scheduler/framework/plugins/testing"
 	st "k8s.io/kubernetes/pkg/scheduler/testing"
 
 	"github.com/tandem-sched/tandem/apis/config"
@@ -350,4 +352,30 @@ func TestSameRolePodLeavesRoomForItsPartner(t *testing.T) {
 	require.Equal(t, int64(framework.MaxNodeScore), c.score(t, d0, "a1"))
 	require.Equal(t, int64(framework.MaxNodeScore), c.score(t, d0, "a2"))
 	require.Greater(t, c.score(t, d0, "a2"), c.score(t, d0, "b1"))
+}
+
+// The group's role counts come from the scheduler's pod informer through
+// the group index, scheduled pods or not, and from no other group.
+func TestRoleCountsReadTheGroupIndex(t *testing.T) {
+	ctx := context.Background()
+	pods := []runtime.Object{
+		engine("p0", "prefill", "chat", 4).Node("a1").Obj(),
+		engine("p1", "prefill", "chat", 4).Obj(),
+		engine("d0", "decode", "chat", 4).Obj(),
+		engine("x0", "decode", "other", 4).Obj(),
+		engine("u0", "prefill", "chat", 4, LabelUnitSize, "2").Obj(),
+		st.MakePod().Name("plain").Namespace("default").UID("plain").Obj(),
+	}
+	pl := plugintesting.SetupPluginWithInformers(ctx, t, New, defaultArgs(), schedcache.NewSnapshot(nil, fabricNodes()), pods).(*PDAffinity)
+
+	incoming := engine("d1", "decode", "chat", 4).Obj()
+	m, _, _ := pl.members.read(incoming)
+	require.Equal(t, &[2]int{2, 1}, pl.roleCounts(incoming, m, func(peer Member) bool { return peer.Unit == "" }))
+	ratio, err := pl.poolRatio(incoming, m)
+	require.NoError(t, err)
+	require.InDelta(t, 2.0/3, ratio, 1e-9)
+
+	unitDecode := engine("u1", "decode", "chat", 4, LabelUnitSize, "2").Obj()
+	um, _, _ := pl.members.read(unitDecode)
+	require.Equal(t, &[2]int{1, 1}, pl.unitRoles(unitDecode, um))
 }

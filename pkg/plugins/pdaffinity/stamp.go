@@ -7,7 +7,6 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -23,8 +22,6 @@ const AnnotationPlacement = "tandem.dev/placement"
 
 // Pod labels stamped beside the annotation, for routers that select by label.
 var stampedLabels = []string{topology.LabelNVLinkDomain, topology.LabelLeaf, topology.LabelSpine}
-
-var everything = labels.Everything()
 
 // PostBind stamps the pod's placement on it.
 func (pl *PDAffinity) PostBind(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, nodeName string) {
