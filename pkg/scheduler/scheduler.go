@@ -15,7 +15,7 @@ import (
 
 	"github.com/tandem-sched/tandem/pkg/plugins/nvlinktopo"
 	"github.com/tandem-sched/tandem/pkg/plugins/pdaffinity"
-	"github.com/tandem-sched/tandem/pkg/plugins/topologysource"
+	"github.com/tandem-sched/tandem/pkg/scheduler/topologysource"
 )
 
 // SchedulerName is the name engine pods set in spec.schedulerName.

@@ -3,8 +3,7 @@ package topology
 import (
 	"fmt"
 	"sort"
-
-	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
+	"time"
 )
 
 // PCIeLevel orders GPU-to-NIC distances, nearest first, so that "at or
@@ -21,15 +20,14 @@ const (
 	pcieLevelNone
 )
 
-var pcieLevelNames = []topologyv1alpha1.PCIeLevel{
-	topologyv1alpha1.PCIeLevelPIX, topologyv1alpha1.PCIeLevelPXB, topologyv1alpha1.PCIeLevelPHB,
-	topologyv1alpha1.PCIeLevelNODE, topologyv1alpha1.PCIeLevelSYS,
-}
+// pcieLevelNames are the names nvidia-smi topo -m and NCCL use, which the
+// NodeTopology API uses too.
+var pcieLevelNames = []string{"PIX", "PXB", "PHB", "NODE", "SYS"}
 
 // ParsePCIeLevel reads PIX, PXB, PHB, NODE or SYS.
 func ParsePCIeLevel(s string) (PCIeLevel, error) {
 	for i, name := range pcieLevelNames {
-		if string(name) == s {
+		if name == s {
 			return PCIeLevel(i), nil
 		}
 	}
@@ -38,7 +36,7 @@ func ParsePCIeLevel(s string) (PCIeLevel, error) {
 
 func (l PCIeLevel) String() string {
 	if l >= 0 && int(l) < len(pcieLevelNames) {
-		return string(pcieLevelNames[l])
+		return pcieLevelNames[l]
 	}
 	return "none"
 }
@@ -56,8 +54,56 @@ type GPUSlot struct {
 	NIC         string
 }
 
-// NodeGPUs is a node's GPUs compiled from its NodeTopology once per version,
-// so that a fit is O(GPUs).
+// NodeReport is what a node's agent reports, in the terms placement needs.
+// The scheduler's adapter fills it from a NodeTopology object, keeping the
+// order of its lists so that errors can name the field they come from.
+type NodeReport struct {
+	GPUs      []ReportedGPU
+	NICs      []ReportedNIC
+	PCIePaths []ReportedPCIePath
+	// GPUDirectReady is the agent's verdict on GPUDirect RDMA, and
+	// GPUDirectReason names the first failed check when it is not ready.
+	GPUDirectReady  bool
+	GPUDirectReason string
+	// Allocations are the GPUs the kubelet reports held, by pod.
+	Allocations []Allocation
+	// Heartbeat is when the agent last confirmed the report; zero when it
+	// never did.
+	Heartbeat time.Time
+}
+
+// ReportedGPU is one GPU of a NodeReport.
+type ReportedGPU struct {
+	Index int32
+	UUID  string
+	// Island is the agent's id of the GPU's NVLink island.
+	Island int32
+	MIG    bool
+}
+
+// ReportedNIC is one RDMA port of a NodeReport.
+type ReportedNIC struct {
+	Name     string
+	Active   bool
+	RateGbps int32
+}
+
+// ReportedPCIePath is the PCIe level between one GPU and one NIC.
+type ReportedPCIePath struct {
+	GPU   int32
+	NIC   string
+	Level string
+}
+
+// Allocation is the GPUs one pod holds, as the kubelet reports them.
+type Allocation struct {
+	// Pod is namespace/name.
+	Pod  string
+	GPUs []string
+}
+
+// NodeGPUs is a node's GPUs compiled from its report once per version, so
+// that a fit is O(GPUs).
 type NodeGPUs struct {
 	GPUs []GPUSlot
 	// Islands lists the positions in GPUs of each island's members.
@@ -70,26 +116,23 @@ type NodeGPUs struct {
 	byUUID map[string]int
 }
 
-// CompileNodeGPUs builds the fit model from a NodeTopology's status. It
-// rejects a status whose parts contradict each other, naming the field.
-func CompileNodeGPUs(st *topologyv1alpha1.NodeTopologyStatus) (*NodeGPUs, error) {
+// CompileNodeGPUs builds the fit model from a node's report. It rejects a
+// report whose parts contradict each other, naming the NodeTopology field.
+func CompileNodeGPUs(r *NodeReport) (*NodeGPUs, error) {
 	n := &NodeGPUs{
-		GPUs:           make([]GPUSlot, len(st.GPUs)),
-		byUUID:         make(map[string]int, len(st.GPUs)),
-		GPUDirectReady: st.GPUDirectRDMA.Ready,
+		GPUs:           make([]GPUSlot, len(r.GPUs)),
+		byUUID:         make(map[string]int, len(r.GPUs)),
+		GPUDirectReady: r.GPUDirectReady,
 	}
 	if !n.GPUDirectReady {
-		n.GPUDirectReason = "GPUDirect RDMA is not ready"
-		for _, c := range st.GPUDirectRDMA.Checks {
-			if c.Result != topologyv1alpha1.CheckPass {
-				n.GPUDirectReason = fmt.Sprintf("GPUDirect RDMA check %s: %s %s", c.Name, c.Result, c.Reason)
-				break
-			}
+		n.GPUDirectReason = r.GPUDirectReason
+		if n.GPUDirectReason == "" {
+			n.GPUDirectReason = "GPUDirect RDMA is not ready"
 		}
 	}
-	byIndex := make(map[int32]int, len(st.GPUs))
+	byIndex := make(map[int32]int, len(r.GPUs))
 	islandPos := map[int32]int{}
-	for i, g := range st.GPUs {
+	for i, g := range r.GPUs {
 		if _, dup := byIndex[g.Index]; dup {
 			return nil, fmt.Errorf("status.gpus[%d]: duplicate index %d", i, g.Index)
 		}
@@ -102,13 +145,13 @@ func CompileNodeGPUs(st *topologyv1alpha1.NodeTopologyStatus) (*NodeGPUs, error)
 			n.Islands = append(n.Islands, nil)
 		}
 		n.Islands[pos] = append(n.Islands[pos], i)
-		n.GPUs[i] = GPUSlot{Index: g.Index, UUID: g.UUID, Island: pos, MIG: g.MIGMode == topologyv1alpha1.MIGEnabled, NICLevel: pcieLevelNone}
+		n.GPUs[i] = GPUSlot{Index: g.Index, UUID: g.UUID, Island: pos, MIG: g.MIG, NICLevel: pcieLevelNone}
 	}
-	nics := make(map[string]topologyv1alpha1.NIC, len(st.NICs))
-	for _, nic := range st.NICs {
+	nics := make(map[string]ReportedNIC, len(r.NICs))
+	for _, nic := range r.NICs {
 		nics[nic.Name] = nic
 	}
-	for i, p := range st.PCIePaths {
+	for i, p := range r.PCIePaths {
 		g, ok := byIndex[p.GPU]
 		if !ok {
 			return nil, fmt.Errorf("status.pciePaths[%d]: gpu %d is not in status.gpus", i, p.GPU)
@@ -117,11 +160,11 @@ func CompileNodeGPUs(st *topologyv1alpha1.NodeTopologyStatus) (*NodeGPUs, error)
 		if !ok {
 			return nil, fmt.Errorf("status.pciePaths[%d]: nic %q is not in status.nics", i, p.NIC)
 		}
-		level, err := ParsePCIeLevel(string(p.Level))
+		level, err := ParsePCIeLevel(p.Level)
 		if err != nil {
 			return nil, fmt.Errorf("status.pciePaths[%d].level: %w", i, err)
 		}
-		if nic.State != topologyv1alpha1.PortActive {
+		if !nic.Active {
 			continue
 		}
 		slot := &n.GPUs[g]
@@ -138,7 +181,7 @@ type Used []bool
 
 // NewUsed marks the reported allocations. Unknown UUIDs are ignored: the
 // report may be a moment ahead of or behind the GPU list.
-func (n *NodeGPUs) NewUsed(allocations []topologyv1alpha1.GPUAllocation, skipPods func(pod string) bool) Used {
+func (n *NodeGPUs) NewUsed(allocations []Allocation, skipPods func(pod string) bool) Used {
 	used := make(Used, len(n.GPUs))
 	for _, a := range allocations {
 		if skipPods != nil && skipPods(a.Pod) {

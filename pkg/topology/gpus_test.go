@@ -9,6 +9,7 @@ import (
 
 	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
 	"github.com/tandem-sched/tandem/pkg/clusterdesc"
+	"github.com/tandem-sched/tandem/pkg/scheduler/topologysource"
 	"github.com/tandem-sched/tandem/pkg/topology"
 )
 
@@ -21,14 +22,14 @@ func compile(t testing.TB, group string) (*topology.NodeGPUs, *topologyv1alpha1.
 	require.Len(t, nodes, 1)
 	nt := nodes[0].Topology
 	require.NotNil(t, nt)
-	gpus, err := topology.CompileNodeGPUs(&nt.Status)
+	gpus, err := topology.CompileNodeGPUs(topologysource.ReportOf(nt))
 	require.NoError(t, err)
 	return gpus, nt
 }
 
 func fitOn(t testing.TB, group string, req topology.GPURequest) (topology.Fit, *topology.Unfit) {
 	gpus, nt := compile(t, group)
-	return gpus.Fit(req, gpus.NewUsed(nt.Status.GPUAllocations, nil))
+	return gpus.Fit(req, gpus.NewUsed(topologysource.ReportOf(nt).Allocations, nil))
 }
 
 func req(count int, opts ...func(*topology.GPURequest)) topology.GPURequest {
@@ -133,7 +134,7 @@ func TestFitPrefersTightIslandsAndNearNICs(t *testing.T) {
 
 func TestFitHonoursUsedGPUs(t *testing.T) {
 	gpus, nt := compile(t, "{name: gpu-node, shape: h100-nvl, allocatedGPUs: [0, 1, 2, 3]}")
-	used := gpus.NewUsed(nt.Status.GPUAllocations, nil)
+	used := gpus.NewUsed(topologysource.ReportOf(nt).Allocations, nil)
 	first, unfit := gpus.Fit(req(2), used)
 	require.Nil(t, unfit)
 	gpus.Mark(used, first.GPUs)
@@ -145,7 +146,7 @@ func TestFitHonoursUsedGPUs(t *testing.T) {
 	require.NotNil(t, unfit, "the last pair was given out twice")
 
 	// Skipping the holder's report frees its GPUs again.
-	used = gpus.NewUsed(nt.Status.GPUAllocations, func(pod string) bool { return pod == clusterdesc.HolderPod("gpu-node") })
+	used = gpus.NewUsed(topologysource.ReportOf(nt).Allocations, func(pod string) bool { return pod == clusterdesc.HolderPod("gpu-node") })
 	fit, unfit := gpus.Fit(req(8, island(topology.IslandIgnore)), used)
 	require.Nil(t, unfit)
 	require.Len(t, fit.GPUs, 8)
@@ -178,7 +179,7 @@ func TestCompileRejectsContradictions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			st := nt.Status.DeepCopy()
 			tc.mutate(st)
-			_, err := topology.CompileNodeGPUs(st)
+			_, err := topology.CompileNodeGPUs(topologysource.ReportOf(&topologyv1alpha1.NodeTopology{Status: *st}))
 			require.ErrorContains(t, err, tc.want)
 		})
 	}
@@ -187,7 +188,7 @@ func TestCompileRejectsContradictions(t *testing.T) {
 func TestDownNICIsNotUsed(t *testing.T) {
 	_, nt := compile(t, "{name: gpu-node, shape: gb200-tray, nvlinkDomain: r}")
 	nt.Status.NICs[2].State = topologyv1alpha1.PortDown
-	gpus, err := topology.CompileNodeGPUs(&nt.Status)
+	gpus, err := topology.CompileNodeGPUs(topologysource.ReportOf(nt))
 	require.NoError(t, err)
 	_, unfit := gpus.Fit(req(4, rdma), gpus.NewUsed(nil, nil))
 	require.NotNil(t, unfit)
@@ -201,13 +202,13 @@ func BenchmarkCompileAndFit(b *testing.B) {
 		compile bool
 	}{{"fit", false}, {"compile+fit", true}} {
 		b.Run(tc.name, func(b *testing.B) {
-			gpus, _ := topology.CompileNodeGPUs(&nt.Status)
+			gpus, _ := topology.CompileNodeGPUs(topologysource.ReportOf(nt))
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
 				if tc.compile {
-					gpus, _ = topology.CompileNodeGPUs(&nt.Status)
+					gpus, _ = topology.CompileNodeGPUs(topologysource.ReportOf(nt))
 				}
-				fit, unfit := gpus.Fit(req(4, rdma), gpus.NewUsed(nt.Status.GPUAllocations, nil))
+				fit, unfit := gpus.Fit(req(4, rdma), gpus.NewUsed(topologysource.ReportOf(nt).Allocations, nil))
 				if unfit != nil {
 					b.Fatal(unfit.Reason)
 				}

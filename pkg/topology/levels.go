@@ -55,6 +55,13 @@ type Level struct {
 	// Bandwidth is the per-stream KV-transfer bandwidth, in bytes per second,
 	// the cost model assumes when this is the finest level two nodes share.
 	Bandwidth float64
+	// Global says the level's label values are unique across the cluster,
+	// so two nodes with the same value share the domain whatever their
+	// coarser levels say. An NVLink domain is global: the trays of one NVL72
+	// rack are one domain even when their NICs hang off different leaves.
+	// A level that is not global is matched under its coarser levels, as
+	// Kueue matches a leaf only under its spine.
+	Global bool
 }
 
 // Levels is a topology hierarchy ordered coarse to fine, the order Kueue's
@@ -67,7 +74,7 @@ func DefaultLevels() Levels {
 		{Name: LevelZone, Key: LabelZone, Bandwidth: zoneBandwidth},
 		{Name: LevelSpine, Key: LabelSpine, Bandwidth: spineBandwidth},
 		{Name: LevelLeaf, Key: LabelLeaf, Bandwidth: leafBandwidth},
-		{Name: LevelNVLinkDomain, Key: LabelNVLinkDomain, Bandwidth: nvlinkBandwidth},
+		{Name: LevelNVLinkDomain, Key: LabelNVLinkDomain, Bandwidth: nvlinkBandwidth, Global: true},
 	}
 }
 

@@ -24,9 +24,13 @@ func (l Levels) PathOf(labels map[string]string) DomainPath {
 // the coarsest down to this one, as Kueue's topology-aware scheduling does,
 // because a leaf name is only unique under its spine: two nodes are in the
 // same domain at a level exactly when their IDs there are equal and non-empty.
+// A global level's ID is its value alone.
 func (l Levels) DomainID(p DomainPath, level int) string {
 	if level < 0 || level >= len(l) || p.at(level) == "" {
 		return ""
+	}
+	if l[level].Global {
+		return p.at(level)
 	}
 	var b strings.Builder
 	for i := 0; i <= level; i++ {
@@ -40,19 +44,21 @@ func (l Levels) DomainID(p DomainPath, level int) string {
 
 // LowestCommonLevel returns the index of the finest level a and b share, or
 // -1 when they share none. They share level i when both have the same,
-// non-empty value there and equal values at every coarser level. Equal empty
-// values count as equal at a coarser level, so on-prem nodes without a zone
-// label can still share a leaf; but an empty value never counts as a shared
-// domain itself, so two nodes that both lack an NVLink-domain label are not
-// assumed to share one.
+// non-empty value there and, unless the level is global, equal values at
+// every coarser level. Equal empty values count as equal at a coarser
+// level, so on-prem nodes without a zone label can still share a leaf; but
+// an empty value never counts as a shared domain itself, so two nodes that
+// both lack an NVLink-domain label are not assumed to share one.
 func (l Levels) LowestCommonLevel(a, b DomainPath) int {
 	common := -1
+	chain := true
 	for i := range l {
 		va, vb := a.at(i), b.at(i)
 		if va != vb {
-			break
+			chain = false
+			continue
 		}
-		if va != "" {
+		if va != "" && (chain || l[i].Global) {
 			common = i
 		}
 	}

@@ -40,7 +40,7 @@ func TestDomainID(t *testing.T) {
 	}{
 		{name: "coarsest", path: DomainPath{"z1", "s1", "l1", "nv1"}, level: 0, want: "z1"},
 		{name: "leaf joins coarser values", path: DomainPath{"z1", "s1", "l1", "nv1"}, level: 2, want: "z1/s1/l1"},
-		{name: "finest", path: DomainPath{"z1", "s1", "l1", "nv1"}, level: 3, want: "z1/s1/l1/nv1"},
+		{name: "a global level is its value alone", path: DomainPath{"z1", "s1", "l1", "nv1"}, level: 3, want: "nv1"},
 		{name: "missing coarse value keeps its place", path: DomainPath{"", "s1", "l1", ""}, level: 2, want: "/s1/l1"},
 		{name: "no value at the level", path: DomainPath{"z1", "s1", "l1", ""}, level: 3, want: ""},
 		{name: "negative level", path: DomainPath{"z1", "s1", "l1", "nv1"}, level: -1, want: ""},
@@ -88,8 +88,15 @@ func TestLowestCommonLevel(t *testing.T) {
 		{
 			name: "different zone",
 			a:    node("z1", "s1", "l1", "nv1"),
-			b:    node("z2", "s1", "l1", "nv1"),
+			b:    node("z2", "s1", "l1", "nv2"),
 			want: -1,
+		},
+		{
+			// An NVL72 rack whose trays' NICs hang off two leaves.
+			name: "same NVLink domain under different leaves",
+			a:    node("z1", "s1", "l1", "rack1"),
+			b:    node("z1", "s1", "l2", "rack1"),
+			want: 3,
 		},
 		{
 			name: "no labels on either",
@@ -112,13 +119,13 @@ func TestLowestCommonLevel(t *testing.T) {
 		{
 			name: "one lacks the leaf label",
 			a:    node("z1", "s1", "l1", "nv1"),
-			b:    node("z1", "s1", "", "nv1"),
+			b:    node("z1", "s1", "", "nv2"),
 			want: 1,
 		},
 		{
 			name: "one lacks the zone label",
 			a:    node("z1", "s1", "l1", "nv1"),
-			b:    node("", "s1", "l1", "nv1"),
+			b:    node("", "s1", "l1", "nv2"),
 			want: -1,
 		},
 		{
@@ -150,6 +157,17 @@ func TestLowestCommonLevel(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Without the global flag a level matches only under equal coarser levels,
+// as Kueue matches domains.
+func TestLowestCommonLevelNotGlobal(t *testing.T) {
+	l := DefaultLevels()
+	l[3].Global = false
+	a, b := l.PathOf(node("z1", "s1", "l1", "rack1")), l.PathOf(node("z1", "s1", "l2", "rack1"))
+	require.Equal(t, 1, l.LowestCommonLevel(a, b))
+	require.NotEqual(t, l.DomainID(a, 3), l.DomainID(b, 3))
+	require.Equal(t, -1, l.LowestCommonLevel(l.PathOf(node("z1", "s1", "l1", "nv1")), l.PathOf(node("z2", "s1", "l1", "nv1"))))
 }
 
 func TestLowestCommonLevelShortPaths(t *testing.T) {
@@ -187,7 +205,7 @@ func TestClassify(t *testing.T) {
 			readyA: true, readyB: true, want: LevelZone,
 		},
 		{
-			name: "different zone", a: node("z1", "s1", "l1", "nv1"), b: node("z2", "s1", "l1", "nv1"),
+			name: "different zone", a: node("z1", "s1", "l1", "nv1"), b: node("z2", "s1", "l1", "nv2"),
 			readyA: true, readyB: true, want: PathNone,
 		},
 		{
@@ -203,7 +221,7 @@ func TestClassify(t *testing.T) {
 			readyA: false, readyB: false, want: PathHostBounce,
 		},
 		{
-			name: "different zone without GPUDirect", a: node("z1", "s1", "l1", "nv1"), b: node("z2", "s1", "l1", "nv1"),
+			name: "different zone without GPUDirect", a: node("z1", "s1", "l1", "nv1"), b: node("z2", "s1", "l1", "nv2"),
 			readyA: false, readyB: false, want: PathNone,
 		},
 		{

@@ -21,6 +21,10 @@ const (
 )
 
 // presets builds each preset afresh, so callers may modify what they get.
+// Every preset's NVLink-domain level is global: its values are the agent's
+// (the node name, or a fabric's cluster UUID and clique id), GFD's clique
+// ("<cluster UUID>.<clique id>") or a provider's domain id, each unique in
+// the cluster by construction.
 func presets() map[string]func() Levels {
 	return map[string]func() Levels{
 		PresetTandem: DefaultLevels,
@@ -35,7 +39,7 @@ func presets() map[string]func() Levels {
 				{Name: LevelZone, Key: LabelZone, Bandwidth: zoneBandwidth},
 				{Name: LevelSpine, Key: "cloud.google.com/gce-topology-block", Bandwidth: spineBandwidth},
 				{Name: LevelLeaf, Key: "cloud.google.com/gce-topology-subblock", Bandwidth: leafBandwidth},
-				{Name: LevelNVLinkDomain, Key: LabelNVLinkDomain, Bandwidth: nvlinkBandwidth},
+				{Name: LevelNVLinkDomain, Key: LabelNVLinkDomain, Bandwidth: nvlinkBandwidth, Global: true},
 			}
 		},
 
@@ -51,7 +55,7 @@ func presets() map[string]func() Levels {
 				{Name: "network-layer-1", Key: "topology.k8s.aws/network-node-layer-1", Bandwidth: zoneBandwidth},
 				{Name: LevelSpine, Key: "topology.k8s.aws/network-node-layer-2", Bandwidth: spineBandwidth},
 				{Name: LevelLeaf, Key: "topology.k8s.aws/network-node-layer-3", Bandwidth: leafBandwidth},
-				{Name: LevelNVLinkDomain, Key: LabelNVLinkDomain, Bandwidth: nvlinkBandwidth},
+				{Name: LevelNVLinkDomain, Key: LabelNVLinkDomain, Bandwidth: nvlinkBandwidth, Global: true},
 			}
 		},
 
@@ -66,7 +70,7 @@ func presets() map[string]func() Levels {
 				{Name: "core", Key: "fabric.topograph.run/tier-2", Bandwidth: zoneBandwidth},
 				{Name: LevelSpine, Key: "fabric.topograph.run/tier-1", Bandwidth: spineBandwidth},
 				{Name: LevelLeaf, Key: "fabric.topograph.run/tier-0", Bandwidth: leafBandwidth},
-				{Name: LevelNVLinkDomain, Key: "accelerator.topograph.run/domain", Bandwidth: nvlinkBandwidth},
+				{Name: LevelNVLinkDomain, Key: "accelerator.topograph.run/domain", Bandwidth: nvlinkBandwidth, Global: true},
 			}
 		},
 
@@ -78,7 +82,7 @@ func presets() map[string]func() Levels {
 				{Name: "core", Key: "network.topology.nvidia.com/tier-2", Bandwidth: zoneBandwidth},
 				{Name: LevelSpine, Key: "network.topology.nvidia.com/tier-1", Bandwidth: spineBandwidth},
 				{Name: LevelLeaf, Key: "network.topology.nvidia.com/tier-0", Bandwidth: leafBandwidth},
-				{Name: LevelNVLinkDomain, Key: "network.topology.nvidia.com/accelerator", Bandwidth: nvlinkBandwidth},
+				{Name: LevelNVLinkDomain, Key: "network.topology.nvidia.com/accelerator", Bandwidth: nvlinkBandwidth, Global: true},
 			}
 		},
 
@@ -91,7 +95,7 @@ func presets() map[string]func() Levels {
 				{Name: "fabric", Key: "backend.coreweave.cloud/fabric", Bandwidth: zoneBandwidth},
 				{Name: LevelSpine, Key: "ib.coreweave.cloud/superpod", Bandwidth: spineBandwidth},
 				{Name: LevelLeaf, Key: "backend.coreweave.cloud/leafgroup", Bandwidth: leafBandwidth},
-				{Name: LevelNVLinkDomain, Key: "ds.coreweave.com/nvlink.domain", Bandwidth: nvlinkBandwidth},
+				{Name: LevelNVLinkDomain, Key: "ds.coreweave.com/nvlink.domain", Bandwidth: nvlinkBandwidth, Global: true},
 			}
 		},
 
@@ -103,7 +107,7 @@ func presets() map[string]func() Levels {
 				{Name: "hpc-island", Key: "oci.oraclecloud.com/rdma.hpc_island_id", Bandwidth: zoneBandwidth},
 				{Name: LevelSpine, Key: "oci.oraclecloud.com/rdma.network_block_id", Bandwidth: spineBandwidth},
 				{Name: LevelLeaf, Key: "oci.oraclecloud.com/rdma.local_block_id", Bandwidth: leafBandwidth},
-				{Name: LevelNVLinkDomain, Key: LabelNVLinkDomain, Bandwidth: nvlinkBandwidth},
+				{Name: LevelNVLinkDomain, Key: LabelNVLinkDomain, Bandwidth: nvlinkBandwidth, Global: true},
 			}
 		},
 
@@ -115,7 +119,7 @@ func presets() map[string]func() Levels {
 				{Name: "gpu-cluster", Key: "topology.nebius.com/gpu-cluster-id", Bandwidth: zoneBandwidth},
 				{Name: LevelSpine, Key: "topology.nebius.com/tier-2", Bandwidth: spineBandwidth},
 				{Name: LevelLeaf, Key: "topology.nebius.com/tier-1", Bandwidth: leafBandwidth},
-				{Name: LevelNVLinkDomain, Key: "topology.nebius.com/tier-0", Bandwidth: nvlinkBandwidth},
+				{Name: LevelNVLinkDomain, Key: "topology.nebius.com/tier-0", Bandwidth: nvlinkBandwidth, Global: true},
 			}
 		},
 
@@ -127,7 +131,7 @@ func presets() map[string]func() Levels {
 				{Name: LevelZone, Key: LabelZone, Bandwidth: zoneBandwidth},
 				{Name: LevelSpine, Key: LabelSpine, Bandwidth: spineBandwidth},
 				{Name: LevelLeaf, Key: LabelLeaf, Bandwidth: leafBandwidth},
-				{Name: LevelNVLinkDomain, Key: "nvidia.com/gpu.clique", Bandwidth: nvlinkBandwidth},
+				{Name: LevelNVLinkDomain, Key: "nvidia.com/gpu.clique", Bandwidth: nvlinkBandwidth, Global: true},
 			}
 		},
 	}

@@ -22,7 +22,6 @@ import (
 	"github.com/tandem-sched/tandem/apis/config"
 	configv1 "github.com/tandem-sched/tandem/apis/config/v1"
 	"github.com/tandem-sched/tandem/pkg/clusterdesc"
-	listers "github.com/tandem-sched/tandem/pkg/generated/listers/topology/v1alpha1"
 )
 
 // benchCluster is 5,000 GPU nodes in realistic proportions, a fifth of them
@@ -78,7 +77,7 @@ func BenchmarkFilterScore(b *testing.B) {
 	if err := configv1.Convert_v1_NVLinkTopoArgs_To_config_NVLinkTopoArgs(v1args, &args, nil); err != nil {
 		b.Fatal(err)
 	}
-	pl, err := New(args, listers.NewNodeTopologyLister(indexer), testingclock.NewFakePassiveClock(time.Now()))
+	pl, err := New(args, modelOf(indexer), testingclock.NewFakePassiveClock(time.Now()))
 	if err != nil {
 		b.Fatal(err)
 	}

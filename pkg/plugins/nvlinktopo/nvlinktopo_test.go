@@ -18,8 +18,8 @@ import (
 	"github.com/tandem-sched/tandem/apis/config"
 	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
 	"github.com/tandem-sched/tandem/pkg/clusterdesc"
-	listers "github.com/tandem-sched/tandem/pkg/generated/listers/topology/v1alpha1"
-	"github.com/tandem-sched/tandem/pkg/plugins/topologysource"
+	"github.com/tandem-sched/tandem/pkg/scheduler/topologysource"
+	"github.com/tandem-sched/tandem/pkg/topology"
 )
 
 const gpu v1.ResourceName = "nvidia.com/gpu"
@@ -223,7 +223,7 @@ func TestFilter(t *testing.T) {
 				return []*topologyv1alpha1.NodeTopology{nodeTopology(t, "n", now.Add(-10*time.Minute))}
 			},
 			wantCode:     fwk.UnschedulableAndUnresolvable,
-			wantMessages: []string{"stale", "10m0s ago", "maxTopologyAge 5m0s"},
+			wantMessages: []string{"stale", "no heartbeat within maxTopologyAge 5m0s"},
 		},
 		{
 			name: "heartbeat just past maxTopologyAge",
@@ -263,7 +263,7 @@ func TestFilter(t *testing.T) {
 					require.NoError(t, indexer.Add(nt))
 				}
 			}
-			pl, err := New(validArgs(), listers.NewNodeTopologyLister(indexer), clocktesting.NewFakePassiveClock(now))
+			pl, err := New(validArgs(), modelOf(indexer), clocktesting.NewFakePassiveClock(now))
 			require.NoError(t, err)
 
 			pod := st.MakePod().Name("p").Namespace("default").Req(map[v1.ResourceName]string{gpu: "2"}).Obj()
@@ -284,7 +284,7 @@ func TestFilter(t *testing.T) {
 
 func TestFilterWithoutPreFilterState(t *testing.T) {
 	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
-	pl, err := New(validArgs(), listers.NewNodeTopologyLister(indexer), clocktesting.NewFakePassiveClock(time.Now()))
+	pl, err := New(validArgs(), modelOf(indexer), clocktesting.NewFakePassiveClock(time.Now()))
 	require.NoError(t, err)
 	nodeInfo := framework.NewNodeInfo()
 	nodeInfo.SetNode(st.MakeNode().Name("n").Obj())
@@ -346,7 +346,7 @@ func TestMissingTopologyRejectsOnlyPodsThatNeedIt(t *testing.T) {
 	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
 	require.NoError(t, indexer.Add(nodeTopology(t, "stale", now.Add(-time.Hour))))
-	pl, err := New(validArgs(), listers.NewNodeTopologyLister(indexer), clocktesting.NewFakePassiveClock(now))
+	pl, err := New(validArgs(), modelOf(indexer), clocktesting.NewFakePassiveClock(now))
 	require.NoError(t, err)
 	for _, tc := range []struct {
 		name       string
@@ -370,4 +370,15 @@ func TestMissingTopologyRejectsOnlyPodsThatNeedIt(t *testing.T) {
 			}
 		})
 	}
+}
+
+// modelOf feeds the NodeTopology objects in an indexer to a placement
+// model, as the scheduler's informer does.
+func modelOf(indexer cache.Indexer) *topology.Cluster {
+	c := topology.NewCluster()
+	for _, obj := range indexer.List() {
+		nt := obj.(*topologyv1alpha1.NodeTopology)
+		c.SetReport(nt.Name, topologysource.ReportOf(nt))
+	}
+	return c
 }

@@ -26,7 +26,7 @@ import (
 
 	"github.com/tandem-sched/tandem/apis/config"
 	"github.com/tandem-sched/tandem/apis/config/validation"
-	"github.com/tandem-sched/tandem/pkg/plugins/topologysource"
+	"github.com/tandem-sched/tandem/pkg/scheduler/topologysource"
 	"github.com/tandem-sched/tandem/pkg/topology"
 )
 
@@ -49,6 +49,7 @@ var (
 	_ framework.FilterPlugin      = &PDAffinity{}
 	_ framework.PreScorePlugin    = &PDAffinity{}
 	_ framework.ScorePlugin       = &PDAffinity{}
+	_ framework.ReservePlugin     = &PDAffinity{}
 	_ framework.PostBindPlugin    = &PDAffinity{}
 	_ framework.EnqueueExtensions = &PDAffinity{}
 )
@@ -66,6 +67,11 @@ type PDAffinity struct {
 	paths       *pathCache
 	handle      framework.Handle
 	podGroups   pglisters.PodGroupLister
+	// src and domains are the shared placement model; nil in New, which
+	// then places each pod on its own, without plans.
+	src     *topologysource.Source
+	domains *topology.DomainIndex
+	plans   *unitPlans
 }
 
 // NewFactory returns the plugin factory the scheduler registers; PodGroups,
@@ -79,6 +85,11 @@ func NewFactory(src *topologysource.Source) frameworkruntime.PluginFactory {
 		if pl.podGroups, err = src.PodGroups(ctx, h.KubeConfig()); err != nil {
 			return nil, fmt.Errorf("%s: %w", Name, err)
 		}
+		cluster, err := src.Model(ctx, h)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", Name, err)
+		}
+		pl.src, pl.domains = src, cluster.Domains(pl.levels)
 		return pl, nil
 	}
 }
@@ -127,6 +138,7 @@ func newPlugin(obj runtime.Object, h framework.Handle) (*PDAffinity, error) {
 		members:      members,
 		paths:        newPathCache(levels),
 		handle:       h,
+		plans:        newUnitPlans(),
 	}
 	if h != nil {
 		if err := pl.indexPodsByGroup(); err != nil {
@@ -166,6 +178,9 @@ type preFilterState struct {
 	// Filter's reasons for a required level, worded once per cycle so that
 	// the pod's event counts nodes per reason instead of listing each one.
 	outsideReason, capacityReason string
+	// planned is set for a replica unit's pod placed by its unit's plan;
+	// index is then nil.
+	planned *planned
 }
 
 // Clone returns the state itself. Preemption's dry runs, which clone to add
@@ -204,6 +219,13 @@ func (pl *PDAffinity) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 			return nil, fwk.AsStatus(fmt.Errorf("reading PodGroup %s/%s: %w", pod.Namespace, member.PodGroup, err))
 		default:
 			unitSize = int(pg.Spec.MinMember)
+		}
+	}
+	if member.Unit != "" {
+		if p, result := pl.planFor(ctx, pod, member, s.requiredLevel, unitSize); p != nil {
+			s.planned = p
+			cycleState.Write(preFilterStateKey, s)
+			return result, nil
 		}
 	}
 	var unitRoles *[2]int
@@ -331,6 +353,8 @@ func readState(cycleState fwk.CycleState) (*preFilterState, error) {
 	return s, nil
 }
 
+const reasonSameNode = "node already runs a peer of the other role and sameNode is Forbid"
+
 // Filter enforces what is hard: the same-node policy Forbid, and a level
 // the pod requires to share with its group.
 func (pl *PDAffinity) Filter(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
@@ -339,9 +363,17 @@ func (pl *PDAffinity) Filter(ctx context.Context, cycleState fwk.CycleState, pod
 		return fwk.AsStatus(err)
 	}
 	node := nodeInfo.Node()
+	if p := s.planned; p != nil {
+		// The plan respects the required level; the fallbacks lie inside
+		// its domain.
+		if pl.args.SameNode == config.SameNodeForbid && p.oppositeNodes.Has(node.Name) {
+			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, reasonSameNode)
+		}
+		return nil
+	}
 	g := s.index
 	if pl.args.SameNode == config.SameNodeForbid && g.targetNodes.Has(node.Name) {
-		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "node already runs a peer of the other role and sameNode is Forbid")
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, reasonSameNode)
 	}
 	if s.requiredLevel < 0 {
 		return nil
@@ -390,6 +422,9 @@ func (pl *PDAffinity) Score(ctx context.Context, cycleState fwk.CycleState, pod 
 		return 0, fwk.AsStatus(err)
 	}
 	node := nodeInfo.Node()
+	if p := s.planned; p != nil {
+		return pl.plannedScore(p, s.member, node.Name), nil
+	}
 	np := pl.paths.get(node)
 	g := s.index
 
@@ -525,4 +560,39 @@ func (pl *PDAffinity) sameMembership(a, b *v1.Pod) bool {
 	ma, oka, erra := pl.members.read(a)
 	mb, okb, errb := pl.members.read(b)
 	return ma == mb && oka == okb && fmt.Sprint(erra) == fmt.Sprint(errb)
+}
+
+// plannedScore is full marks on the planned node and, on a fallback, the
+// modeled bandwidth to the nearest of the unit's pods of the other role (of
+// its own role while none is planned).
+func (pl *PDAffinity) plannedScore(p *planned, m Member, node string) int64 {
+	if node == p.node {
+		return framework.MaxNodeScore
+	}
+	peers := p.peers[roleSlot(m.Role.opposite())]
+	if len(peers) == 0 {
+		peers = p.peers[roleSlot(m.Role)]
+	}
+	best := pl.model.CrossBandwidth
+	for _, peer := range peers {
+		best = max(best, pl.model.Bandwidth(pl.domains.Classify(node, peer)))
+	}
+	// Never above a planned node's score.
+	return min(pl.bandwidthScore(best), framework.MaxNodeScore-1)
+}
+
+// Reserve records a unit's pod as placed, for the plans of its unit's other
+// pods.
+func (pl *PDAffinity) Reserve(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, node string) *fwk.Status {
+	if s, err := readState(cycleState); err == nil && s.member.Unit != "" && pl.plans != nil {
+		pl.reservedAt(pod, s.member, node)
+	}
+	return nil
+}
+
+// Unreserve forgets the reservation.
+func (pl *PDAffinity) Unreserve(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, node string) {
+	if s, err := readState(cycleState); err == nil && s.member.Unit != "" && pl.plans != nil {
+		pl.unreserved(pod, s.member)
+	}
 }

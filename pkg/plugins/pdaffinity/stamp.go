@@ -25,8 +25,12 @@ var stampedLabels = []string{topology.LabelNVLinkDomain, topology.LabelLeaf, top
 
 // PostBind stamps the pod's placement on it.
 func (pl *PDAffinity) PostBind(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, nodeName string) {
-	if _, err := readState(cycleState); err != nil || pl.handle == nil {
+	s, err := readState(cycleState)
+	if err != nil || pl.handle == nil {
 		return
+	}
+	if s.member.Unit != "" && pl.plans != nil {
+		pl.boundIn(pod, s.member)
 	}
 	logger := klog.FromContext(ctx)
 	node, err := pl.handle.SnapshotSharedLister().NodeInfos().Get(nodeName)

@@ -1,0 +1,127 @@
+package nvlinktopo
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+
+	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
+)
+
+// EventsToRegister asks for a retry when a NodeTopology appears or changes
+// (a heartbeat refreshes it, a report frees GPUs), when a pod holding GPUs
+// goes away, and when a node is added.
+func (pl *NVLinkTopo) EventsToRegister(_ context.Context) ([]fwk.ClusterEventWithHint, error) {
+	return []fwk.ClusterEventWithHint{
+		{Event: fwk.ClusterEvent{Resource: NodeTopologyResource, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: pl.isSchedulableAfterTopologyChange},
+		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}, QueueingHintFn: pl.isSchedulableAfterPodDeleted},
+		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add}},
+	}, nil
+}
+
+func (pl *NVLinkTopo) isSchedulableAfterPodDeleted(logger klog.Logger, pod *v1.Pod, oldObj, _ interface{}) (fwk.QueueingHint, error) {
+	deleted, ok := oldObj.(*v1.Pod)
+	if !ok {
+		return fwk.Queue, fmt.Errorf("expected a *v1.Pod, got %T", oldObj)
+	}
+	if deleted.Spec.NodeName == "" || GPURequest(deleted, v1.ResourceName(pl.args.GPUResourceName)) == 0 {
+		return fwk.QueueSkip, nil
+	}
+	logger.V(5).Info("A pod holding GPUs was deleted", "pod", klog.KObj(pod), "deleted", klog.KObj(deleted))
+	return fwk.Queue, nil
+}
+
+// isSchedulableAfterTopologyChange requeues on a NodeTopology event that
+// could help: a new or newly fresh topology, or any change beyond the
+// heartbeat. Heartbeats of an unchanged node, the bulk of all events, do not.
+func (pl *NVLinkTopo) isSchedulableAfterTopologyChange(logger klog.Logger, pod *v1.Pod, oldObj, newObj interface{}) (fwk.QueueingHint, error) {
+	old, err := asNodeTopology(oldObj)
+	if err != nil {
+		return fwk.Queue, err
+	}
+	nt, err := asNodeTopology(newObj)
+	if err != nil || nt == nil {
+		return fwk.Queue, err
+	}
+	if pl.topologyImproved(old, nt) {
+		logger.V(5).Info("NodeTopology changed in a way that may help", "pod", klog.KObj(pod), "node", nt.Name)
+		return fwk.Queue, nil
+	}
+	return fwk.QueueSkip, nil
+}
+
+// asNodeTopology reads an event object, typed or unstructured (the
+// scheduler watches custom resources through a dynamic informer).
+func asNodeTopology(obj interface{}) (*topologyv1alpha1.NodeTopology, error) {
+	switch o := obj.(type) {
+	case nil:
+		return nil, nil
+	case *topologyv1alpha1.NodeTopology:
+		return o, nil
+	case *unstructured.Unstructured:
+		nt := &topologyv1alpha1.NodeTopology{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, nt); err != nil {
+			return nil, fmt.Errorf("decoding NodeTopology %s: %w", o.GetName(), err)
+		}
+		return nt, nil
+	}
+	return nil, fmt.Errorf("expected a NodeTopology, got %T", obj)
+}
+
+// topologyImproved says whether going from old (nil when new) to nt could
+// let a rejected pod fit.
+func (pl *NVLinkTopo) topologyImproved(old, nt *topologyv1alpha1.NodeTopology) bool {
+	if pl.staleReason(nt.Status.LastHeartbeatTime.Time) != "" {
+		return false
+	}
+	if old == nil || pl.staleReason(old.Status.LastHeartbeatTime.Time) != "" {
+		return true
+	}
+	a, b := old.Status.DeepCopy(), nt.Status.DeepCopy()
+	a.LastHeartbeatTime, b.LastHeartbeatTime = metav1.Time{}, metav1.Time{}
+	return !equality.Semantic.DeepEqual(a, b)
+}
+
+// waitingPods are the GPU pods that entered a scheduling cycle and have not
+// been placed yet.
+type waitingPods struct {
+	mu   sync.Mutex
+	pods map[types.UID]*v1.Pod
+}
+
+func (w *waitingPods) add(pod *v1.Pod) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.pods[pod.UID] = pod
+}
+
+func (w *waitingPods) remove(uid types.UID) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.pods, uid)
+}
+
+func (w *waitingPods) activate(logger klog.Logger, activator framework.PodActivator) {
+	w.mu.Lock()
+	if len(w.pods) == 0 {
+		w.mu.Unlock()
+		return
+	}
+	pods := make(map[string]*v1.Pod, len(w.pods))
+	for _, p := range w.pods {
+		pods[p.Namespace+"/"+p.Name] = p
+	}
+	w.mu.Unlock()
+	logger.V(4).Info("Activating pods waiting on NodeTopology", "count", len(pods))
+	activator.Activate(logger, pods)
+}

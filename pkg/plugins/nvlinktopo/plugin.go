@@ -1,0 +1,169 @@
+// Package nvlinktopo is the scheduler plugin that decides whether a node can
+// give a GPU pod its GPUs the way the pod needs them — on one NVLink island,
+// each with a GPUDirect-capable NIC beside it, outside MIG — from the
+// placement model: the node's NodeTopology report and the scheduler's own
+// record of what it placed since.
+package nvlinktopo
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	resourcehelper "k8s.io/component-helpers/resource"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
+	"k8s.io/utils/clock"
+
+	"github.com/tandem-sched/tandem/apis/config"
+	"github.com/tandem-sched/tandem/apis/config/validation"
+	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
+	"github.com/tandem-sched/tandem/pkg/scheduler/topologysource"
+	"github.com/tandem-sched/tandem/pkg/topology"
+)
+
+// Name is the plugin's name in the scheduler configuration.
+const Name = "NVLinkTopo"
+
+const preFilterStateKey fwk.StateKey = "PreFilter" + Name
+
+// NodeTopologyResource is how the scheduler names NodeTopology in cluster events.
+const NodeTopologyResource fwk.EventResource = "nodetopologies.v1alpha1." + topologyv1alpha1.GroupName
+
+// Pod annotations that override the plugin's args for one pod.
+const (
+	// AnnotationIslandPolicy: Required, Preferred or Ignore.
+	AnnotationIslandPolicy = "tandem.dev/nvlink-island"
+	// AnnotationRDMA: "true" marks a pod as moving data over GPUDirect RDMA
+	// even though it requests no RDMA resource.
+	AnnotationRDMA = "tandem.dev/rdma"
+	// AnnotationMIG: "true" lets a pod use MIG-partitioned GPUs.
+	AnnotationMIG = "tandem.dev/mig"
+)
+
+var (
+	_ framework.PreFilterPlugin   = &NVLinkTopo{}
+	_ framework.FilterPlugin      = &NVLinkTopo{}
+	_ framework.PreScorePlugin    = &NVLinkTopo{}
+	_ framework.ScorePlugin       = &NVLinkTopo{}
+	_ framework.ReservePlugin     = &NVLinkTopo{}
+	_ framework.EnqueueExtensions = &NVLinkTopo{}
+)
+
+// NVLinkTopo filters and scores nodes by what the placement model says
+// about their GPUs, NVLink islands and NICs.
+type NVLinkTopo struct {
+	args        config.NVLinkTopoArgs
+	maxNICLevel topology.PCIeLevel
+	weights     topology.ScoreWeights
+	cluster     *topology.Cluster
+	clock       clock.PassiveClock
+	waiting     waitingPods
+}
+
+// NewFactory returns the plugin factory the scheduler registers. Every
+// instance reads the placement model src keeps and tells time by clk.
+func NewFactory(src *topologysource.Source, clk clock.PassiveClock) frameworkruntime.PluginFactory {
+	return func(ctx context.Context, obj runtime.Object, h framework.Handle) (framework.Plugin, error) {
+		args, ok := obj.(*config.NVLinkTopoArgs)
+		if !ok {
+			return nil, fmt.Errorf("%s: want args of type NVLinkTopoArgs, got %T", Name, obj)
+		}
+		if err := validation.ValidateNVLinkTopoArgs(field.NewPath("pluginConfig").Key(Name).Child("args"), args); err != nil {
+			return nil, fmt.Errorf("%s: %w", Name, err)
+		}
+		cluster, err := src.Model(ctx, h)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", Name, err)
+		}
+		pl, err := New(*args, cluster, clk)
+		if err != nil {
+			return nil, err
+		}
+		src.SetRequestReader(pl.requestOf, pl.Fresh)
+		// The scheduler requeues pods on NodeTopology events from an
+		// informer of its own, which may run ahead of the model; a pod
+		// retried before the model has the news would be rejected again
+		// and wait for the next flush. So once the model has taken in a
+		// report, the pods waiting on a better topology are activated too.
+		logger := klog.FromContext(ctx).WithValues("plugin", Name)
+		src.OnReport(func(old, nt *topologyv1alpha1.NodeTopology) {
+			if pl.topologyImproved(old, nt) {
+				pl.waiting.activate(logger, h)
+			}
+		})
+		return pl, nil
+	}
+}
+
+// New builds the plugin from validated args over a placement model.
+func New(args config.NVLinkTopoArgs, cluster *topology.Cluster, clk clock.PassiveClock) (*NVLinkTopo, error) {
+	level, err := topology.ParsePCIeLevel(string(args.MaxPCIeLevel))
+	if err != nil {
+		return nil, fmt.Errorf("%s: maxPCIeLevel: %w", Name, err)
+	}
+	w := args.ScoreWeights
+	return &NVLinkTopo{
+		args:        args,
+		maxNICLevel: level,
+		weights:     topology.ScoreWeights{IslandFit: int64(w.IslandFit), NICProximity: int64(w.NICProximity), NICBandwidth: int64(w.NICBandwidth)},
+		cluster:     cluster,
+		clock:       clk,
+		waiting:     waitingPods{pods: map[types.UID]*v1.Pod{}},
+	}, nil
+}
+
+// Name returns the plugin's name.
+func (pl *NVLinkTopo) Name() string { return Name }
+
+func (pl *NVLinkTopo) requestOf(pod *v1.Pod) (topology.GPURequest, error) {
+	requests := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
+	req := topology.GPURequest{
+		Island:      topology.IslandPolicy(pl.args.IslandPolicy),
+		MaxNICLevel: pl.maxNICLevel,
+	}
+	if q, ok := requests[v1.ResourceName(pl.args.GPUResourceName)]; ok {
+		req.Count = int(q.Value())
+	}
+	for _, name := range pl.args.RDMAResourceNames {
+		if q, ok := requests[v1.ResourceName(name)]; ok && !q.IsZero() {
+			req.NeedRDMA = true
+		}
+	}
+	if v, ok := pod.Annotations[AnnotationIslandPolicy]; ok {
+		switch p := topology.IslandPolicy(v); p {
+		case topology.IslandRequired, topology.IslandPreferred, topology.IslandIgnore:
+			req.Island = p
+		default:
+			return req, fmt.Errorf("pod annotation %s=%q is not one of Required, Preferred, Ignore", AnnotationIslandPolicy, v)
+		}
+	}
+	for key, target := range map[string]*bool{AnnotationRDMA: &req.NeedRDMA, AnnotationMIG: &req.AllowMIG} {
+		v, ok := pod.Annotations[key]
+		if !ok {
+			continue
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return req, fmt.Errorf("pod annotation %s=%q is not true or false", key, v)
+		}
+		*target = *target || b
+	}
+	return req, nil
+}
+
+// GPURequest is the number of GPUs the pod requests under resource name,
+// counting init containers, sidecars and overhead as the kubelet does.
+func GPURequest(pod *v1.Pod, name v1.ResourceName) int64 {
+	q, ok := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})[name]
+	if !ok {
+		return 0
+	}
+	return q.Value()
+}

@@ -1,0 +1,276 @@
+package pdaffinity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/klog/v2"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+
+	"github.com/tandem-sched/tandem/apis/config"
+	"github.com/tandem-sched/tandem/pkg/topology"
+)
+
+// Fallbacks a planned pod is offered besides its planned node, nearest
+// first, so that a planned node rejected by another plugin (CPU, a taint)
+// does not leave the pod pending.
+const planFallbacks = 4
+
+// unitPlans are the plans of the replica units being placed, by
+// namespace/unit. A plan is made when a unit's first pod reaches PreFilter,
+// redone when a pod comes back to PreFilter after its planned placement
+// failed, and forgotten when every planned pod is bound.
+type unitPlans struct {
+	mu     sync.Mutex
+	byUnit map[string]*unitPlan
+}
+
+type unitPlan struct {
+	plan *topology.Plan
+	// attempts counts each pod's PreFilter passes since it was last
+	// reserved: 1 uses the plan, 2 replans, more evaluates every node.
+	attempts map[string]int
+	// reserved are the unit's pods this scheduler reserved, by pod key.
+	reserved map[string]string
+	bound    sets.Set[string]
+}
+
+func newUnitPlans() *unitPlans { return &unitPlans{byUnit: map[string]*unitPlan{}} }
+
+func (u *unitPlans) get(key string) *unitPlan {
+	p := u.byUnit[key]
+	if p == nil {
+		p = &unitPlan{attempts: map[string]int{}, reserved: map[string]string{}, bound: sets.New[string]()}
+		u.byUnit[key] = p
+	}
+	return p
+}
+
+// planned is what PreFilter hands Filter and Score for a planned pod.
+type planned struct {
+	node string
+	// nodes are the plan's nodes of the unit's other pods, by role slot.
+	peers [2][]string
+	// oppositeNodes hold a placed pod of the other role (same-node policy).
+	oppositeNodes sets.Set[string]
+}
+
+func podKey(pod *v1.Pod) string { return pod.Namespace + "/" + pod.Name }
+
+// planFor plans the pod's unit, or reuses its plan, and returns where the
+// pod goes and the nodes PreFilter narrows the search to; nil when the pod
+// should be evaluated on every node (no model, no room, or a plan that
+// failed twice).
+func (pl *PDAffinity) planFor(ctx context.Context, pod *v1.Pod, m Member, requiredLevel, unitSize int) (*planned, *framework.PreFilterResult) {
+	if pl.domains == nil || pl.handle == nil {
+		return nil, nil
+	}
+	logger := klog.FromContext(ctx)
+	key := pod.Namespace + "/" + m.Unit
+	me := podKey(pod)
+	pl.plans.mu.Lock()
+	defer pl.plans.mu.Unlock()
+	up := pl.plans.get(key)
+	up.attempts[me]++
+	attempt := up.attempts[me]
+	if attempt > 2 {
+		return nil, nil
+	}
+	if _, ok := planNode(up.plan, me); !ok || attempt == 2 {
+		spec, err := pl.unitSpec(pod, m, up, requiredLevel, unitSize)
+		if err != nil {
+			logger.V(3).Info("Cannot plan the unit", "pod", klog.KObj(pod), "unit", m.unitName(), "err", err)
+			return nil, nil
+		}
+		plan, err := pl.domains.PlanUnit(pl.model, spec)
+		if err != nil {
+			if !errors.Is(err, topology.ErrNoRoom) {
+				logger.Error(err, "Planning the unit", "pod", klog.KObj(pod), "unit", m.unitName())
+			} else {
+				logger.V(3).Info("No domain has room for the unit", "pod", klog.KObj(pod), "unit", m.unitName(), "err", err)
+			}
+			return nil, nil
+		}
+		up.plan = plan
+		logger.V(4).Info("Planned the unit", "unit", m.unitName(), "pods", len(plan.Nodes), "level", pl.levelName(plan.Level),
+			"domain", plan.Domain, "optimal", plan.Optimal(), "evaluated", plan.Evaluated)
+	}
+	node, ok := planNode(up.plan, me)
+	if !ok {
+		return nil, nil
+	}
+	p := &planned{node: node, oppositeNodes: sets.New[string]()}
+	for name, n := range up.plan.Nodes {
+		if name == me {
+			continue
+		}
+		if role, ok := pl.roleOf(name, pod.Namespace, m); ok {
+			p.peers[roleSlot(role)] = append(p.peers[roleSlot(role)], n)
+		}
+	}
+	for name, n := range up.reserved {
+		if role, ok := pl.roleOf(name, pod.Namespace, m); ok && role == m.Role.opposite() {
+			p.oppositeNodes.Insert(n)
+		}
+	}
+	names := sets.New(node)
+	gpus := int(gpuRequest(pod, pl.gpuResource))
+	levels := len(pl.levels)
+	for level := levels - 1; level >= max(requiredLevel, 0) && names.Len() <= planFallbacks; level-- {
+		for _, n := range pl.domains.NodesNear(level, node, gpus, planFallbacks+1-names.Len(), names.Has) {
+			names.Insert(n)
+		}
+	}
+	return p, &framework.PreFilterResult{NodeNames: names}
+}
+
+// planNode is where a plan puts a pod; ok is false without a plan or an
+// entry for the pod.
+func planNode(plan *topology.Plan, pod string) (string, bool) {
+	if plan == nil {
+		return "", false
+	}
+	n, ok := plan.Nodes[pod]
+	return n, ok && n != ""
+}
+
+// roleOf reads the role of one of the unit's pods from the informer.
+func (pl *PDAffinity) roleOf(key, namespace string, m Member) (Role, bool) {
+	obj, ok, err := pl.handle.SharedInformerFactory().Core().V1().Pods().Informer().GetIndexer().GetByKey(key)
+	if err != nil || !ok {
+		return "", false
+	}
+	pod, ok := obj.(*v1.Pod)
+	if !ok {
+		return "", false
+	}
+	peer, ok, err := pl.members.read(pod)
+	if !ok || err != nil || peer.Unit != m.Unit {
+		return "", false
+	}
+	return peer.Role, true
+}
+
+// placeholderPrefix names the pods a plan reserves room for before they
+// exist; no pod key (namespace/name) starts with it.
+const placeholderPrefix = "/expected-"
+
+// unitSpec is the unit's pods as the informer knows them, with the pods
+// already bound or reserved as anchors, and room for the pods the unit's
+// size says are still to come: each asking what this pod asks, in the role
+// the unit has fewer of.
+func (pl *PDAffinity) unitSpec(pod *v1.Pod, m Member, up *unitPlan, requiredLevel, unitSize int) (topology.UnitSpec, error) {
+	spec := topology.UnitSpec{RequiredLevel: requiredLevel, ForbidSameNode: pl.args.SameNode == config.SameNodeForbid, Usable: pl.src.Fresh()}
+	objs, err := pl.handle.SharedInformerFactory().Core().V1().Pods().Informer().GetIndexer().ByIndex(podGroupIndex, podGroupKey(pod.Namespace, m.Group))
+	if err != nil {
+		return spec, err
+	}
+	seen := false
+	for _, obj := range objs {
+		p, ok := obj.(*v1.Pod)
+		if !ok {
+			continue
+		}
+		peer, ok, err := pl.members.read(p)
+		if !ok || err != nil || peer.Unit != m.Unit {
+			continue
+		}
+		if p.UID == pod.UID {
+			seen = true
+			p = pod
+		}
+		up2, err := pl.unitPod(p, peer, up)
+		if err != nil {
+			return spec, err
+		}
+		spec.Pods = append(spec.Pods, up2)
+	}
+	if !seen {
+		// The informer may not have the pod yet.
+		up2, err := pl.unitPod(pod, m, up)
+		if err != nil {
+			return spec, err
+		}
+		spec.Pods = append(spec.Pods, up2)
+	}
+	var roles [2]int
+	for _, p := range spec.Pods {
+		if p.Prefill {
+			roles[0]++
+		} else {
+			roles[1]++
+		}
+	}
+	me := spec.Pods[len(spec.Pods)-1]
+	for i, p := range spec.Pods {
+		if p.Name == podKey(pod) {
+			me = spec.Pods[i]
+		}
+	}
+	for i := 0; len(spec.Pods) < unitSize; i++ {
+		expected := topology.UnitPod{Name: fmt.Sprintf("%s%d", placeholderPrefix, i), Prefill: roles[0] < roles[1], Request: me.Request}
+		if expected.Prefill {
+			roles[0]++
+		} else {
+			roles[1]++
+		}
+		spec.Pods = append(spec.Pods, expected)
+	}
+	return spec, nil
+}
+
+func (pl *PDAffinity) unitPod(p *v1.Pod, m Member, up *unitPlan) (topology.UnitPod, error) {
+	req, err := pl.src.RequestOf(p, pl.gpuResource)
+	if err != nil {
+		return topology.UnitPod{}, err
+	}
+	node := p.Spec.NodeName
+	if node == "" {
+		node = up.reserved[podKey(p)]
+	}
+	return topology.UnitPod{Name: podKey(p), Prefill: m.Role == RolePrefill, Request: req, Node: node}, nil
+}
+
+// reserved records that the scheduler reserved one of a unit's pods.
+func (pl *PDAffinity) reservedAt(pod *v1.Pod, m Member, node string) {
+	pl.plans.mu.Lock()
+	defer pl.plans.mu.Unlock()
+	up := pl.plans.get(pod.Namespace + "/" + m.Unit)
+	up.reserved[podKey(pod)] = node
+	delete(up.attempts, podKey(pod))
+}
+
+func (pl *PDAffinity) unreserved(pod *v1.Pod, m Member) {
+	pl.plans.mu.Lock()
+	defer pl.plans.mu.Unlock()
+	if up := pl.plans.byUnit[pod.Namespace+"/"+m.Unit]; up != nil {
+		delete(up.reserved, podKey(pod))
+	}
+}
+
+// boundIn records a binding and forgets the unit's plan once every pod it
+// planned is bound.
+func (pl *PDAffinity) boundIn(pod *v1.Pod, m Member) {
+	pl.plans.mu.Lock()
+	defer pl.plans.mu.Unlock()
+	key := pod.Namespace + "/" + m.Unit
+	up := pl.plans.byUnit[key]
+	if up == nil {
+		return
+	}
+	up.bound.Insert(podKey(pod))
+	if up.plan == nil {
+		return
+	}
+	for name := range up.plan.Nodes {
+		if !strings.HasPrefix(name, placeholderPrefix) && !up.bound.Has(name) {
+			return
+		}
+	}
+	delete(pl.plans.byUnit, key)
+}

@@ -1,0 +1,163 @@
+package pdaffinity
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	schedcache "k8s.io/kubernetes/pkg/scheduler/backend/cache"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+	plugintesting "k8s.io/kubernetes/pkg/scheduler/framework/plugins/testing"
+
+	"github.com/tandem-sched/tandem/pkg/clusterdesc"
+	"github.com/tandem-sched/tandem/pkg/scheduler/topologysource"
+	"github.com/tandem-sched/tandem/pkg/topology"
+)
+
+// plannedCluster is two leaves of HGX boards; every board of leaf l1 and
+// one of l2 have GPUs held by another tenant.
+const plannedCluster = `nodes:
+- {name: l1, count: 3, shape: hgx-h100, zone: z1, spine: s1, leaf: l1, allocatedGPUs: [0, 1, 2, 3, 4]}
+- {name: l2-used, shape: hgx-h100, zone: z1, spine: s1, leaf: l2, allocatedGPUs: [0, 1]}
+- {name: l2-free, count: 2, shape: hgx-h100, zone: z1, spine: s1, leaf: l2}
+`
+
+// newPlanningPlugin is the plugin as the scheduler builds it: with the
+// shared placement model fed from the cluster's nodes and reports, and the
+// unit's pods in the pod informer.
+func newPlanningPlugin(t *testing.T, pods ...*v1.Pod) (*PDAffinity, *topology.Cluster, []*v1.Node) {
+	t.Helper()
+	desc, err := clusterdesc.Parse([]byte(plannedCluster))
+	require.NoError(t, err)
+	cluster := topology.NewCluster()
+	var nodes []*v1.Node
+	for _, n := range desc.Build(time.Now()) {
+		nodes = append(nodes, n.Node)
+		cluster.SetNodeLabels(n.Node.Name, n.Node.Labels)
+		cluster.SetReport(n.Node.Name, topologysource.ReportOf(n.Topology))
+	}
+	objs := make([]runtime.Object, 0, len(pods))
+	for _, p := range pods {
+		objs = append(objs, p)
+	}
+	pl := plugintesting.SetupPluginWithInformers(context.Background(), t, New, defaultArgs(), schedcache.NewSnapshot(nil, nodes), objs).(*PDAffinity)
+	pl.src = topologysource.New(time.Second)
+	pl.domains = cluster.Domains(pl.levels)
+	return pl, cluster, nodes
+}
+
+func TestPlannedUnitNarrowsToItsPlan(t *testing.T) {
+	// A unit whose prefills use TP2 and whose decode uses TP4: all three
+	// fit one free board, and nowhere in l1.
+	p0 := engine("u-p0", "prefill", "u", 2, LabelUnitSize, "3").Obj()
+	p1 := engine("u-p1", "prefill", "u", 2, LabelUnitSize, "3").Obj()
+	d0 := engine("u-d0", "decode", "u", 4, LabelUnitSize, "3").Obj()
+	pl, _, nodes := newPlanningPlugin(t, p0, p1, d0)
+
+	state := framework.NewCycleState()
+	result, status := pl.PreFilter(context.Background(), state, p0, nil)
+	require.True(t, status.IsSuccess(), status.Message())
+	require.NotNil(t, result)
+	s, err := readState(state)
+	require.NoError(t, err)
+	require.NotNil(t, s.planned)
+	planned := s.planned.node
+	require.Regexp(t, "^l2-free-", planned)
+	require.True(t, result.NodeNames.Has(planned))
+	require.LessOrEqual(t, result.NodeNames.Len(), planFallbacks+1)
+
+	// The planned node scores full marks, a fallback less.
+	infos := nodeInfos(t, nodes)
+	require.Equal(t, int64(framework.MaxNodeScore), mustScore(t, pl, state, p0, infos[planned]))
+	for n := range result.NodeNames {
+		if n != planned {
+			require.Less(t, mustScore(t, pl, state, p0, infos[n]), int64(framework.MaxNodeScore))
+		}
+	}
+
+	// The unit's other pods follow the same plan to the same board.
+	require.Nil(t, pl.Reserve(context.Background(), state, p0, planned))
+	for _, pod := range []*v1.Pod{p1, d0} {
+		st := framework.NewCycleState()
+		_, status := pl.PreFilter(context.Background(), st, pod, nil)
+		require.True(t, status.IsSuccess())
+		s, err := readState(st)
+		require.NoError(t, err)
+		require.Equal(t, planned, s.planned.node, "pod %s", pod.Name)
+	}
+}
+
+func TestPlanIsRedoneWhenItsNodeIsTaken(t *testing.T) {
+	p0 := engine("u-p0", "prefill", "u", 4, LabelUnitSize, "2").Obj()
+	d0 := engine("u-d0", "decode", "u", 4, LabelUnitSize, "2").Obj()
+	pl, cluster, _ := newPlanningPlugin(t, p0, d0)
+
+	state := framework.NewCycleState()
+	_, status := pl.PreFilter(context.Background(), state, p0, nil)
+	require.True(t, status.IsSuccess())
+	s, _ := readState(state)
+	first := s.planned.node
+
+	// Another scheduler's pods take the planned board before p0 binds; p0's
+	// attempt fails and it comes back.
+	_, unfit, err := cluster.Reserve("intruder", "other/intruder", first, req8())
+	require.NoError(t, err)
+	require.Nil(t, unfit)
+
+	state = framework.NewCycleState()
+	result, status := pl.PreFilter(context.Background(), state, p0, nil)
+	require.True(t, status.IsSuccess())
+	s, _ = readState(state)
+	require.NotNil(t, s.planned)
+	require.NotEqual(t, first, s.planned.node, "the second attempt replans")
+	require.True(t, result.NodeNames.Has(s.planned.node))
+
+	// A third failure gives up narrowing: the pod is evaluated everywhere.
+	state = framework.NewCycleState()
+	result, status = pl.PreFilter(context.Background(), state, p0, nil)
+	require.True(t, status.IsSuccess())
+	require.Nil(t, result)
+	s, _ = readState(state)
+	require.Nil(t, s.planned)
+	require.NotNil(t, s.index)
+}
+
+func TestPlannedRestartAnchorsOnBoundPods(t *testing.T) {
+	// After a restart the plan is rebuilt around what is bound.
+	p0 := engine("u-p0", "prefill", "u", 4, LabelUnitSize, "2").Node("l2-used").Obj()
+	d0 := engine("u-d0", "decode", "u", 4, LabelUnitSize, "2").Obj()
+	pl, _, _ := newPlanningPlugin(t, p0, d0)
+	state := framework.NewCycleState()
+	_, status := pl.PreFilter(context.Background(), state, d0, nil)
+	require.True(t, status.IsSuccess())
+	s, _ := readState(state)
+	require.NotNil(t, s.planned)
+	// l2-used has 6 free GPUs: the decode joins its prefill there.
+	require.Equal(t, "l2-used", s.planned.node)
+	require.Equal(t, []string{"l2-used"}, s.planned.peers[roleSlot(RolePrefill)])
+}
+
+func req8() topology.GPURequest {
+	return topology.GPURequest{Count: 8, Island: topology.IslandRequired, MaxNICLevel: topology.PCIeLevelPXB}
+}
+
+func nodeInfos(t *testing.T, nodes []*v1.Node) map[string]*framework.NodeInfo {
+	t.Helper()
+	out := map[string]*framework.NodeInfo{}
+	for _, n := range nodes {
+		ni := framework.NewNodeInfo()
+		ni.SetNode(n)
+		out[n.Name] = ni
+	}
+	return out
+}
+
+func mustScore(t *testing.T, pl *PDAffinity, state *framework.CycleState, pod *v1.Pod, ni *framework.NodeInfo) int64 {
+	t.Helper()
+	s, status := pl.Score(context.Background(), state, pod, ni)
+	require.True(t, status.IsSuccess(), status.Message())
+	return s
+}

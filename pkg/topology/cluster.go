@@ -1,0 +1,534 @@
+package topology
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Cluster is the cluster as placement sees it: every node's GPUs (its
+// agent's report, compiled once per version), the GPUs the scheduler placed
+// pods on since that report (the ledger), and, for each level list a
+// profile uses, the domain tree with per-domain aggregates. Everything is
+// kept current by events (a report, a node's labels, a reservation), never
+// rebuilt per scheduling cycle. It is safe for concurrent use.
+type Cluster struct {
+	mu     sync.RWMutex
+	nodes  map[string]*nodeState
+	podsAt map[string]string // pod UID → node, for the ledger
+	views  []*DomainIndex
+}
+
+// nodeState is one node. Its free-GPU summary is what the domain
+// aggregates add up.
+type nodeState struct {
+	name   string
+	labels map[string]string
+	// report is nil until the node's agent reports.
+	report     *NodeReport
+	gpus       *NodeGPUs
+	compileErr error
+	ledger     map[string]ledgerEntry
+	// used is the report's allocations plus the ledger's.
+	used Used
+	// free and largest count the free GPUs outside MIG, in total and on
+	// the node's freest NVLink island.
+	free, largest int
+}
+
+type ledgerEntry struct {
+	// pod is namespace/name, as the report names it.
+	pod  string
+	gpus []int32
+}
+
+// NewCluster returns an empty cluster.
+func NewCluster() *Cluster {
+	return &Cluster{nodes: map[string]*nodeState{}, podsAt: map[string]string{}}
+}
+
+// SetNodeLabels records a node's labels (its place in the topology); nil
+// labels with gone=true removes the node.
+func (c *Cluster) SetNodeLabels(node string, labels map[string]string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.nodeLocked(node)
+	n.labels = labels
+	c.updateLocked(n)
+}
+
+// RemoveNode forgets a node, its report and its ledger.
+func (c *Cluster) RemoveNode(node string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.nodes[node]
+	if !ok {
+		return
+	}
+	for uid := range n.ledger {
+		delete(c.podsAt, uid)
+	}
+	for _, v := range c.views {
+		v.remove(n)
+	}
+	delete(c.nodes, node)
+}
+
+// SetReport records a node's agent report; nil removes it (the NodeTopology
+// was deleted). Ledger entries the report now reflects are dropped.
+func (c *Cluster) SetReport(node string, r *NodeReport) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.nodeLocked(node)
+	n.report = r
+	n.gpus, n.compileErr = nil, nil
+	if r != nil {
+		n.gpus, n.compileErr = CompileNodeGPUs(r)
+		for uid, e := range n.ledger {
+			if reportsPod(r.Allocations, e.pod) {
+				delete(n.ledger, uid)
+				delete(c.podsAt, uid)
+			}
+		}
+	}
+	c.updateLocked(n)
+}
+
+func reportsPod(allocations []Allocation, pod string) bool {
+	for _, a := range allocations {
+		if a.Pod == pod {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Cluster) nodeLocked(node string) *nodeState {
+	n, ok := c.nodes[node]
+	if !ok {
+		n = &nodeState{name: node, ledger: map[string]ledgerEntry{}}
+		c.nodes[node] = n
+	}
+	return n
+}
+
+// updateLocked recomputes a node's used GPUs and summary and passes the
+// change on to every domain index.
+func (c *Cluster) updateLocked(n *nodeState) {
+	n.used, n.free, n.largest = nil, 0, 0
+	if n.gpus != nil && n.compileErr == nil {
+		n.used = n.gpus.NewUsed(n.report.Allocations, nil)
+		for _, e := range n.ledger {
+			n.gpus.Mark(n.used, e.gpus)
+		}
+		n.free, n.largest = n.gpus.freeSummary(n.used)
+	}
+	for _, v := range c.views {
+		v.update(n)
+	}
+}
+
+// freeSummary counts the free GPUs outside MIG and the most on one island.
+func (n *NodeGPUs) freeSummary(used Used) (free, largest int) {
+	for _, island := range n.Islands {
+		f := 0
+		for _, i := range island {
+			if !used[i] && !n.GPUs[i].MIG {
+				f++
+			}
+		}
+		free += f
+		largest = max(largest, f)
+	}
+	return free, largest
+}
+
+// NodeView is what a caller may read of one node, copied under the lock.
+type NodeView struct {
+	// Reported: the agent has reported. Err is set when the report is
+	// malformed; GPUs and Used are then nil.
+	Reported  bool
+	Err       error
+	Heartbeat time.Time
+	GPUs      *NodeGPUs
+	Used      Used
+}
+
+// Node returns a node's state; ok is false for a node the cluster has never
+// heard of.
+func (c *Cluster) Node(node string) (NodeView, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	n, ok := c.nodes[node]
+	if !ok {
+		return NodeView{}, false
+	}
+	return n.viewLocked(), true
+}
+
+func (n *nodeState) viewLocked() NodeView {
+	v := NodeView{Reported: n.report != nil, Err: n.compileErr, GPUs: n.gpus}
+	if n.report != nil {
+		v.Heartbeat = n.report.Heartbeat
+	}
+	if n.used != nil {
+		v.Used = append(Used(nil), n.used...)
+	}
+	return v
+}
+
+// Fit evaluates a request on a node's free GPUs. ok is false when the node
+// has no usable report (none, or malformed); the view says which.
+func (c *Cluster) Fit(node string, req GPURequest) (fit Fit, unfit *Unfit, view NodeView, ok bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	n, found := c.nodes[node]
+	if !found {
+		return Fit{}, nil, NodeView{}, false
+	}
+	view = NodeView{Reported: n.report != nil, Err: n.compileErr, GPUs: n.gpus}
+	if n.report != nil {
+		view.Heartbeat = n.report.Heartbeat
+	}
+	if n.gpus == nil || n.compileErr != nil {
+		return Fit{}, nil, view, false
+	}
+	fit, unfit = n.gpus.Fit(req, n.used)
+	return fit, unfit, view, true
+}
+
+// Reserve records that pod (UID uid, namespace/name name) takes the GPUs
+// its request fits on node, and returns them. It fits and records under one
+// lock, so two pods racing for the last island never both get it.
+func (c *Cluster) Reserve(uid, name, node string, req GPURequest) (Fit, *Unfit, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.nodes[node]
+	if !ok || n.gpus == nil || n.compileErr != nil {
+		return Fit{}, nil, fmt.Errorf("node %s has no usable NodeTopology", node)
+	}
+	fit, unfit := n.gpus.Fit(req, n.used)
+	if unfit != nil {
+		return fit, unfit, nil
+	}
+	c.releaseLocked(uid)
+	n.ledger[uid] = ledgerEntry{pod: name, gpus: fit.GPUs}
+	c.podsAt[uid] = node
+	c.updateLocked(n)
+	return fit, nil, nil
+}
+
+// Release forgets a pod's reservation: the placement was abandoned, or the
+// pod is gone.
+func (c *Cluster) Release(uid string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.releaseLocked(uid)
+}
+
+func (c *Cluster) releaseLocked(uid string) {
+	node, ok := c.podsAt[uid]
+	if !ok {
+		return
+	}
+	delete(c.podsAt, uid)
+	if n, ok := c.nodes[node]; ok {
+		delete(n.ledger, uid)
+		c.updateLocked(n)
+	}
+}
+
+// LedgerSize is the number of pods whose GPUs the report does not show yet.
+func (c *Cluster) LedgerSize() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.podsAt)
+}
+
+// Domains returns the domain index for levels, creating it on first use
+// from the nodes known so far. Profiles with the same levels share one.
+func (c *Cluster) Domains(levels Levels) *DomainIndex {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, v := range c.views {
+		if sameLevels(v.levels, levels) {
+			return v
+		}
+	}
+	v := newDomainIndex(c, levels)
+	for _, n := range c.nodes {
+		v.update(n)
+	}
+	c.views = append(c.views, v)
+	return v
+}
+
+func sameLevels(a, b Levels) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Domain is one domain of one level: the nodes in it and what they have free.
+type Domain struct {
+	Level int
+	ID    string
+	// nodes are the member nodes' names, sorted.
+	nodes []string
+	// Free is the free GPUs outside MIG over all member nodes.
+	Free int
+	// largestCount counts member nodes by their freest island, so the
+	// largest free island is known without visiting the nodes.
+	largestCount map[int]int
+}
+
+// Largest is the most free GPUs on one NVLink island of any member node.
+func (d *Domain) Largest() int {
+	best := 0
+	for size, n := range d.largestCount {
+		if n > 0 && size > best {
+			best = size
+		}
+	}
+	return best
+}
+
+// placeOf is a node's place in one level list.
+type placeOf struct {
+	path DomainPath
+	ids  []string
+	// gpuDirect is GPUDirect RDMA readiness: the agent's verdict when it
+	// reported, otherwise the node's label.
+	gpuDirect bool
+	// free and largest are what the domains last counted for the node.
+	free, largest int
+}
+
+// DomainIndex is the domain tree of one level list over a Cluster.
+type DomainIndex struct {
+	cluster *Cluster
+	levels  Levels
+	places  map[string]*placeOf
+	domains []map[string]*Domain
+	// byFree holds, per level, the domains by free GPUs, and freeKeys the
+	// distinct free counts in ascending order, so that the tightest domain
+	// with enough room is found without visiting the others.
+	byFree   []map[int]map[string]*Domain
+	freeKeys [][]int
+}
+
+func newDomainIndex(c *Cluster, levels Levels) *DomainIndex {
+	v := &DomainIndex{cluster: c, levels: levels, places: map[string]*placeOf{}}
+	for range levels {
+		v.domains = append(v.domains, map[string]*Domain{})
+		v.byFree = append(v.byFree, map[int]map[string]*Domain{})
+		v.freeKeys = append(v.freeKeys, nil)
+	}
+	return v
+}
+
+// Levels returns the index's level list.
+func (v *DomainIndex) Levels() Levels { return v.levels }
+
+func (v *DomainIndex) update(n *nodeState) {
+	old := v.places[n.name]
+	p := &placeOf{path: v.levels.PathOf(n.labels), ids: make([]string, len(v.levels)), free: n.free, largest: n.largest}
+	for i := range v.levels {
+		p.ids[i] = v.levels.DomainID(p.path, i)
+	}
+	if n.report != nil {
+		p.gpuDirect = n.report.GPUDirectReady
+	} else {
+		p.gpuDirect = GPUDirectRDMAReady(n.labels)
+	}
+	for i := range v.levels {
+		var oldID string
+		if old != nil {
+			oldID = old.ids[i]
+		}
+		if old != nil && oldID == p.ids[i] {
+			if oldID != "" && (old.free != p.free || old.largest != p.largest) {
+				d := v.domains[i][oldID]
+				v.reFree(d, d.Free-old.free+p.free)
+				d.largestCount[old.largest]--
+				d.largestCount[p.largest]++
+			}
+			continue
+		}
+		if old != nil && oldID != "" {
+			v.leave(i, oldID, n.name, old)
+		}
+		if p.ids[i] != "" {
+			v.join(i, p.ids[i], n.name, p)
+		}
+	}
+	v.places[n.name] = p
+}
+
+func (v *DomainIndex) remove(n *nodeState) {
+	old := v.places[n.name]
+	if old == nil {
+		return
+	}
+	for i, id := range old.ids {
+		if id != "" {
+			v.leave(i, id, n.name, old)
+		}
+	}
+	delete(v.places, n.name)
+}
+
+func (v *DomainIndex) join(level int, id, node string, p *placeOf) {
+	d := v.domains[level][id]
+	if d == nil {
+		d = &Domain{Level: level, ID: id, largestCount: map[int]int{}}
+		v.domains[level][id] = d
+		v.addFree(d)
+	}
+	i := sort.SearchStrings(d.nodes, node)
+	d.nodes = append(d.nodes, "")
+	copy(d.nodes[i+1:], d.nodes[i:])
+	d.nodes[i] = node
+	v.reFree(d, d.Free+p.free)
+	d.largestCount[p.largest]++
+}
+
+func (v *DomainIndex) leave(level int, id, node string, p *placeOf) {
+	d := v.domains[level][id]
+	if d == nil {
+		return
+	}
+	if i := sort.SearchStrings(d.nodes, node); i < len(d.nodes) && d.nodes[i] == node {
+		d.nodes = append(d.nodes[:i], d.nodes[i+1:]...)
+	}
+	v.reFree(d, d.Free-p.free)
+	d.largestCount[p.largest]--
+	if len(d.nodes) == 0 {
+		v.dropFree(d)
+		delete(v.domains[level], id)
+	}
+}
+
+func (v *DomainIndex) addFree(d *Domain) {
+	bucket := v.byFree[d.Level][d.Free]
+	if bucket == nil {
+		bucket = map[string]*Domain{}
+		v.byFree[d.Level][d.Free] = bucket
+		keys := v.freeKeys[d.Level]
+		i := sort.SearchInts(keys, d.Free)
+		keys = append(keys, 0)
+		copy(keys[i+1:], keys[i:])
+		keys[i] = d.Free
+		v.freeKeys[d.Level] = keys
+	}
+	bucket[d.ID] = d
+}
+
+func (v *DomainIndex) dropFree(d *Domain) {
+	bucket := v.byFree[d.Level][d.Free]
+	delete(bucket, d.ID)
+	if len(bucket) == 0 {
+		delete(v.byFree[d.Level], d.Free)
+		keys := v.freeKeys[d.Level]
+		if i := sort.SearchInts(keys, d.Free); i < len(keys) && keys[i] == d.Free {
+			v.freeKeys[d.Level] = append(keys[:i], keys[i+1:]...)
+		}
+	}
+}
+
+func (v *DomainIndex) reFree(d *Domain, free int) {
+	if free == d.Free {
+		return
+	}
+	v.dropFree(d)
+	d.Free = free
+	v.addFree(d)
+}
+
+// Place is a node's place in the topology, as Place returns it.
+type Place struct {
+	Path      DomainPath
+	IDs       []string
+	GPUDirect bool
+}
+
+// Place returns a node's domain path and ids; ok is false for a node the
+// index does not know.
+func (v *DomainIndex) Place(node string) (Place, bool) {
+	v.cluster.mu.RLock()
+	defer v.cluster.mu.RUnlock()
+	p, ok := v.places[node]
+	if !ok {
+		return Place{}, false
+	}
+	return Place{Path: p.path, IDs: p.ids, GPUDirect: p.gpuDirect}, true
+}
+
+// Classify is the model's one pair classifier over this index's nodes: the
+// path class between a and b, counting GPUDirect RDMA on both ends. A pair
+// on one node is classed as its finest level.
+func (v *DomainIndex) Classify(a, b string) PathClass {
+	v.cluster.mu.RLock()
+	defer v.cluster.mu.RUnlock()
+	return v.classifyLocked(a, b)
+}
+
+func (v *DomainIndex) classifyLocked(a, b string) PathClass {
+	pa, pb := v.places[a], v.places[b]
+	if pa == nil || pb == nil {
+		return PathNone
+	}
+	return v.levels.Classify(pa.path, pb.path, pa.gpuDirect, pb.gpuDirect)
+}
+
+// DomainFree returns the free GPUs and the largest free island of the
+// domain at level holding node.
+func (v *DomainIndex) DomainFree(level int, node string) (free, largest int, ok bool) {
+	v.cluster.mu.RLock()
+	defer v.cluster.mu.RUnlock()
+	p := v.places[node]
+	if p == nil || level < 0 || level >= len(p.ids) || p.ids[level] == "" {
+		return 0, 0, false
+	}
+	d := v.domains[level][p.ids[level]]
+	return d.Free, d.Largest(), true
+}
+
+// NodesNear returns up to limit nodes, other than except, in the domain at
+// level holding node that have at least gpus free GPUs on one island,
+// tightest first.
+func (v *DomainIndex) NodesNear(level int, node string, gpus, limit int, except func(node string) bool) []string {
+	v.cluster.mu.RLock()
+	defer v.cluster.mu.RUnlock()
+	p := v.places[node]
+	if p == nil || level < 0 || level >= len(p.ids) || p.ids[level] == "" {
+		return nil
+	}
+	d := v.domains[level][p.ids[level]]
+	type cand struct {
+		name    string
+		largest int
+	}
+	var cands []cand
+	for _, name := range d.nodes {
+		if except != nil && except(name) {
+			continue
+		}
+		if q := v.places[name]; q != nil && q.largest >= gpus {
+			cands = append(cands, cand{name, q.largest})
+		}
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return cands[i].largest < cands[j].largest })
+	out := make([]string, 0, min(limit, len(cands)))
+	for _, c := range cands[:min(limit, len(cands))] {
+		out = append(out, c.name)
+	}
+	return out
+}
