@@ -21,18 +21,18 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tandem-sched/tandem/internal/controlplane"
 	"github.com/tandem-sched/tandem/pkg/bench"
 	"github.com/tandem-sched/tandem/pkg/bench/run"
 	"github.com/tandem-sched/tandem/pkg/clusterdesc"
 	"github.com/tandem-sched/tandem/pkg/topology"
-	"github.com/tandem-sched/tandem/test/integration/framework"
 )
 
 func main() {
 	var o opts
 	flag.IntVar(&o.nodes, "nodes", 100, "size of the generated cluster (spines × leaves of HGX H100 boards and GB200 NVL72 racks); ignored with --cluster")
 	flag.StringVar(&o.cluster, "cluster", "", "cluster description YAML (pkg/clusterdesc format) instead of a generated cluster")
-	flag.StringVar(&o.workload, "workload", filepath.Join(framework.RepoRoot(), "docs", "examples", "workload.yaml"), "workload description YAML")
+	flag.StringVar(&o.workload, "workload", filepath.Join(controlplane.RepoRoot(), "docs", "examples", "workload.yaml"), "workload description YAML")
 	flag.StringVar(&o.profiles, "profiles", "all", "comma-separated profiles to run: "+profileNames()+", or all")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
 	flag.DurationVar(&o.settle, "settle", 20*time.Second, "once every pod is created, how long without a binding before the rest count as pending")

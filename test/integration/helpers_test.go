@@ -14,9 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/clock"
 
+	"github.com/tandem-sched/tandem/internal/controlplane"
 	"github.com/tandem-sched/tandem/pkg/clusterdesc"
 	"github.com/tandem-sched/tandem/pkg/scheduler"
-	"github.com/tandem-sched/tandem/test/integration/framework"
 )
 
 const (
@@ -26,17 +26,17 @@ const (
 
 // startCluster starts a control plane, creates the described GPU cluster in
 // it, and runs the tandem scheduler from the shipped configuration.
-func startCluster(t *testing.T, description string) *framework.ControlPlane {
+func startCluster(t *testing.T, description string) *controlplane.ControlPlane {
 	t.Helper()
 	desc, err := clusterdesc.Parse([]byte(description))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp := framework.StartControlPlane(t)
+	cp := controlplane.StartControlPlane(t)
 	if err := clusterdesc.Create(context.Background(), cp.Client, cp.Tandem, desc.Build(time.Now())); err != nil {
 		t.Fatal(err)
 	}
-	if err := cp.StartScheduler(t, framework.ShippedSchedulerConfig(), clock.RealClock{}); err != nil {
+	if err := cp.StartScheduler(t, controlplane.ShippedSchedulerConfig(), clock.RealClock{}); err != nil {
 		t.Fatalf("starting the scheduler: %v", err)
 	}
 	return cp
@@ -55,7 +55,7 @@ func withLabels(kv ...string) podOption {
 }
 
 // createPod creates a pod for the tandem scheduler that requests gpus GPUs.
-func createPod(t *testing.T, cp *framework.ControlPlane, name string, gpus int64, opts ...podOption) *v1.Pod {
+func createPod(t *testing.T, cp *controlplane.ControlPlane, name string, gpus int64, opts ...podOption) *v1.Pod {
 	t.Helper()
 	requests := v1.ResourceList{v1.ResourceCPU: resource.MustParse("1")}
 	if gpus > 0 {
@@ -92,7 +92,7 @@ func limitsOf(requests v1.ResourceList) v1.ResourceList {
 }
 
 // waitForBinding waits until the pod is bound and returns its node.
-func waitForBinding(t *testing.T, cp *framework.ControlPlane, name string) string {
+func waitForBinding(t *testing.T, cp *controlplane.ControlPlane, name string) string {
 	t.Helper()
 	var node string
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
@@ -111,7 +111,7 @@ func waitForBinding(t *testing.T, cp *framework.ControlPlane, name string) strin
 
 // waitForFailedScheduling waits for a FailedScheduling event on the pod whose
 // message contains every one of want, and returns the message.
-func waitForFailedScheduling(t *testing.T, cp *framework.ControlPlane, name string, want ...string) string {
+func waitForFailedScheduling(t *testing.T, cp *controlplane.ControlPlane, name string, want ...string) string {
 	t.Helper()
 	var last string
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
@@ -145,7 +145,7 @@ func containsAll(s string, subs []string) bool {
 	return true
 }
 
-func listEvents(ctx context.Context, cp *framework.ControlPlane, pod string) ([]v1.Event, error) {
+func listEvents(ctx context.Context, cp *controlplane.ControlPlane, pod string) ([]v1.Event, error) {
 	list, err := cp.Client.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector("involvedObject.name", pod).String(),
 	})
@@ -155,7 +155,7 @@ func listEvents(ctx context.Context, cp *framework.ControlPlane, pod string) ([]
 	return list.Items, nil
 }
 
-func eventsFor(cp *framework.ControlPlane, pod string) string {
+func eventsFor(cp *controlplane.ControlPlane, pod string) string {
 	events, err := listEvents(context.Background(), cp, pod)
 	if err != nil {
 		return err.Error()

@@ -41,9 +41,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
+	"github.com/tandem-sched/tandem/internal/controlplane"
 	"github.com/tandem-sched/tandem/pkg/clusterdesc"
 	"github.com/tandem-sched/tandem/pkg/generated/clientset/versioned"
-	"github.com/tandem-sched/tandem/test/integration/framework"
 )
 
 // The identities manifests/ creates, as the apiserver sees them.
@@ -78,21 +78,21 @@ func TestManifests(t *testing.T) {
 	ap.apply(t, base)
 
 	t.Run("ShipsTheSchedulerConfigTheTestsRun", func(t *testing.T) {
-		want, err := os.ReadFile(framework.ShippedSchedulerConfig())
+		want, err := os.ReadFile(controlplane.ShippedSchedulerConfig())
 		if err != nil {
 			t.Fatal(err)
 		}
 		cm := findObject(t, base, "ConfigMap", "tandem-system", "tandem-scheduler-config-")
 		built, _, _ := unstructured.NestedString(cm.Object, "data", "scheduler-config.yaml")
 		if built != string(want) {
-			t.Errorf("ConfigMap %s holds a scheduler-config.yaml that differs from %s:\n%s", cm.GetName(), framework.ShippedSchedulerConfig(), built)
+			t.Errorf("ConfigMap %s holds a scheduler-config.yaml that differs from %s:\n%s", cm.GetName(), controlplane.ShippedSchedulerConfig(), built)
 		}
 		served, err := cp.Client.CoreV1().ConfigMaps("tandem-system").Get(context.Background(), cm.GetName(), metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if served.Data["scheduler-config.yaml"] != string(want) {
-			t.Errorf("the apiserver's ConfigMap %s differs from %s", cm.GetName(), framework.ShippedSchedulerConfig())
+			t.Errorf("the apiserver's ConfigMap %s differs from %s", cm.GetName(), controlplane.ShippedSchedulerConfig())
 		}
 
 		deploy := &appsv1.Deployment{}
@@ -356,13 +356,13 @@ nodes:
 		if err := clusterdesc.Create(context.Background(), cp.Client, cp.Tandem, desc.Build(time.Now())); err != nil {
 			t.Fatal(err)
 		}
-		as := &framework.ControlPlane{
+		as := &controlplane.ControlPlane{
 			Config:     cp.Config,
 			Kubeconfig: impersonatingKubeconfig(t, cp.Config, schedulerSAUser, schedulerSAGroups),
 			Client:     cp.Client,
 			Tandem:     cp.Tandem,
 		}
-		if err := as.StartScheduler(t, framework.ShippedSchedulerConfig(), clock.RealClock{}); err != nil {
+		if err := as.StartScheduler(t, controlplane.ShippedSchedulerConfig(), clock.RealClock{}); err != nil {
 			t.Fatalf("starting the scheduler as %s: %v", schedulerSAUser, err)
 		}
 		createPod(t, as, "rbac-prefill", 2, withLabels("tandem.dev/role", "prefill", "tandem.dev/group", "rbac"))
@@ -419,7 +419,7 @@ func TestAdmissionPolicyConfinesAgentToItsNode(t *testing.T) {
 	agentCfg := rest.AnonymousClientConfig(cp.Config)
 	agentCfg.BearerToken = tr.Status.Token
 	agentKube := kubernetes.NewForConfigOrDie(agentCfg)
-	agentTandem := versioned.NewForConfigOrDie(framework.JSONConfig(agentCfg))
+	agentTandem := versioned.NewForConfigOrDie(controlplane.JSONConfig(agentCfg))
 
 	// The apiserver puts the bound node into the agent's user info under the
 	// key the policies read.
@@ -504,7 +504,7 @@ func TestAdmissionPolicyConfinesAgentToItsNode(t *testing.T) {
 	// secret token would be) is refused outright.
 	unbound := rest.CopyConfig(cp.Config)
 	unbound.Impersonate = rest.ImpersonationConfig{UserName: agentSAUser, Groups: agentSAGroups}
-	unboundTandem := versioned.NewForConfigOrDie(framework.JSONConfig(unbound))
+	unboundTandem := versioned.NewForConfigOrDie(controlplane.JSONConfig(unbound))
 	_, err = unboundTandem.TandemV1alpha1().NodeTopologies().Patch(ctx, "gpu-a", types.MergePatchType, heartbeat, metav1.PatchOptions{}, "status")
 	expectDenied(t, err, "no "+nodeNameExtraKey+" in its credentials")
 }
@@ -512,16 +512,16 @@ func TestAdmissionPolicyConfinesAgentToItsNode(t *testing.T) {
 // startAuthorizingControlPlane starts a control plane that authorizes with
 // Node and RBAC, as production clusters do, and installs nothing: the
 // manifests bring their CRDs and namespaces.
-func startAuthorizingControlPlane(t *testing.T) *framework.ControlPlane {
+func startAuthorizingControlPlane(t *testing.T) *controlplane.ControlPlane {
 	t.Helper()
-	return framework.StartControlPlaneWith(t, framework.Options{AuthorizationModes: []string{"Node", "RBAC"}, SkipInstall: true})
+	return controlplane.StartControlPlaneWith(t, controlplane.Options{AuthorizationModes: []string{"Node", "RBAC"}, SkipInstall: true})
 }
 
 // kustomizeBuild renders manifests/<elem...> as `kubectl apply -k` would,
 // with kustomize's own library.
 func kustomizeBuild(t *testing.T, elem ...string) []*unstructured.Unstructured {
 	t.Helper()
-	dir := filepath.Join(append([]string{framework.RepoRoot(), "manifests"}, elem...)...)
+	dir := filepath.Join(append([]string{controlplane.RepoRoot(), "manifests"}, elem...)...)
 	resources, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
 		t.Fatalf("kustomize build %s: %v", dir, err)
@@ -558,7 +558,7 @@ type manifestApplier struct {
 
 func newManifestApplier(t *testing.T, cfg *rest.Config) *manifestApplier {
 	t.Helper()
-	jsonCfg := framework.JSONConfig(cfg)
+	jsonCfg := controlplane.JSONConfig(cfg)
 	disc, err := discovery.NewDiscoveryClientForConfig(jsonCfg)
 	if err != nil {
 		t.Fatal(err)
@@ -703,7 +703,7 @@ func podFromTemplate(t *testing.T, workload *unstructured.Unstructured) *v1.Pod 
 }
 
 // dryRunPod asks the apiserver to admit the pod without creating it.
-func dryRunPod(cp *framework.ControlPlane, pod *v1.Pod) error {
+func dryRunPod(cp *controlplane.ControlPlane, pod *v1.Pod) error {
 	_, err := cp.Client.CoreV1().Pods(pod.Namespace).Create(context.Background(), pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	return err
 }
@@ -760,7 +760,7 @@ func checkAccess(t *testing.T, cfg *rest.Config, user string, groups []string, w
 func impersonatingKubeconfig(t *testing.T, cfg *rest.Config, user string, groups []string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "kubeconfig-"+strings.ReplaceAll(user, ":", "-"))
-	if err := framework.WriteKubeconfig(cfg, path); err != nil {
+	if err := controlplane.WriteKubeconfig(cfg, path); err != nil {
 		t.Fatal(err)
 	}
 	kc, err := clientcmd.LoadFromFile(path)

@@ -21,6 +21,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/tandem-sched/tandem/apis/topology/v1alpha1"
+	"github.com/tandem-sched/tandem/internal/controlplane"
 	"github.com/tandem-sched/tandem/pkg/generated/clientset/versioned"
 	"github.com/tandem-sched/tandem/pkg/nodeagent"
 	"github.com/tandem-sched/tandem/pkg/nodeagent/fixtures"
@@ -29,7 +30,6 @@ import (
 	"github.com/tandem-sched/tandem/pkg/nodeagent/pci"
 	"github.com/tandem-sched/tandem/pkg/nodeagent/podresources"
 	"github.com/tandem-sched/tandem/pkg/topology"
-	"github.com/tandem-sched/tandem/test/integration/framework"
 )
 
 // agentWriteCounter counts the requests that change something: everything
@@ -105,7 +105,7 @@ func startAgentKubelet(t *testing.T) (*agentKubelet, string) {
 // TestNodeAgentPublishesAndOnlyWritesChanges runs the agent's loop on the
 // HGX H100 fixture against a real apiserver.
 func TestNodeAgentPublishesAndOnlyWritesChanges(t *testing.T) {
-	cp := framework.StartControlPlane(t)
+	cp := controlplane.StartControlPlane(t)
 	ctx := context.Background()
 	m, err := fixtures.Build(t.TempDir(), fixtures.HGXH100())
 	if err != nil {
@@ -124,7 +124,7 @@ func TestNodeAgentPublishesAndOnlyWritesChanges(t *testing.T) {
 	cfg := rest.CopyConfig(cp.Config)
 	cfg.Wrap(counter.wrap)
 	kube := kubernetes.NewForConfigOrDie(cfg)
-	tandem := versioned.NewForConfigOrDie(framework.JSONConfig(cfg))
+	tandem := versioned.NewForConfigOrDie(controlplane.JSONConfig(cfg))
 	kubelet, socket := startAgentKubelet(t)
 
 	clk := clocktesting.NewFakeClock(time.Now())

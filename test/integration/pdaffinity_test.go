@@ -12,9 +12,9 @@ import (
 	schedulingv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 	pgclient "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
 
+	"github.com/tandem-sched/tandem/internal/controlplane"
 	"github.com/tandem-sched/tandem/pkg/plugins/pdaffinity"
 	"github.com/tandem-sched/tandem/pkg/topology"
-	"github.com/tandem-sched/tandem/test/integration/framework"
 )
 
 // fabric is two spines of four leaves: two HGX H100 nodes per leaf (16
@@ -32,9 +32,9 @@ nodes:
 - {name: s2-l4, count: 2, shape: hgx-h100, zone: z1, spine: s2, leaf: s2-l4}
 `
 
-func createPodGroup(t *testing.T, cp *framework.ControlPlane, name string, minMember int32, minGPUs int64) {
+func createPodGroup(t *testing.T, cp *controlplane.ControlPlane, name string, minMember int32, minGPUs int64) {
 	t.Helper()
-	client := pgclient.NewForConfigOrDie(framework.JSONConfig(cp.Config))
+	client := pgclient.NewForConfigOrDie(controlplane.JSONConfig(cp.Config))
 	pg := &schedulingv1alpha1.PodGroup{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
 		Spec:       schedulingv1alpha1.PodGroupSpec{MinMember: minMember},
@@ -49,7 +49,7 @@ func createPodGroup(t *testing.T, cp *framework.ControlPlane, name string, minMe
 
 // createUnit creates an xPyD unit of TP=gpus engines in a PodGroup and
 // returns the pod names.
-func createUnit(t *testing.T, cp *framework.ControlPlane, unit string, prefills, decodes int, gpus int64, opts ...podOption) []string {
+func createUnit(t *testing.T, cp *controlplane.ControlPlane, unit string, prefills, decodes int, gpus int64, opts ...podOption) []string {
 	t.Helper()
 	var names []string
 	for i := 0; i < prefills+decodes; i++ {
@@ -64,7 +64,7 @@ func createUnit(t *testing.T, cp *framework.ControlPlane, unit string, prefills,
 	return names
 }
 
-func nodeLabels(t *testing.T, cp *framework.ControlPlane, node string) map[string]string {
+func nodeLabels(t *testing.T, cp *controlplane.ControlPlane, node string) map[string]string {
 	t.Helper()
 	n, err := cp.Client.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{})
 	if err != nil {
@@ -74,7 +74,7 @@ func nodeLabels(t *testing.T, cp *framework.ControlPlane, node string) map[strin
 }
 
 // placements binds every pod and returns pod -> node labels.
-func placements(t *testing.T, cp *framework.ControlPlane, pods []string) map[string]map[string]string {
+func placements(t *testing.T, cp *controlplane.ControlPlane, pods []string) map[string]map[string]string {
 	t.Helper()
 	out := map[string]map[string]string{}
 	for _, p := range pods {
@@ -235,7 +235,7 @@ func TestPoolKeepsEachLeafNearItsRatio(t *testing.T) {
 	check("after replacing a decode")
 }
 
-func waitForAnnotation(t *testing.T, cp *framework.ControlPlane, pod, key string) string {
+func waitForAnnotation(t *testing.T, cp *controlplane.ControlPlane, pod, key string) string {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for time.Now().Before(deadline) {
@@ -252,7 +252,7 @@ func waitForAnnotation(t *testing.T, cp *framework.ControlPlane, pod, key string
 	return ""
 }
 
-func podLabel(t *testing.T, cp *framework.ControlPlane, pod, key string) string {
+func podLabel(t *testing.T, cp *controlplane.ControlPlane, pod, key string) string {
 	t.Helper()
 	p, err := cp.Client.CoreV1().Pods(namespace).Get(context.Background(), pod, metav1.GetOptions{})
 	if err != nil {
@@ -261,7 +261,7 @@ func podLabel(t *testing.T, cp *framework.ControlPlane, pod, key string) string 
 	return p.Labels[key]
 }
 
-func waitForDeletion(t *testing.T, cp *framework.ControlPlane, pod string) {
+func waitForDeletion(t *testing.T, cp *controlplane.ControlPlane, pod string) {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for time.Now().Before(deadline) {

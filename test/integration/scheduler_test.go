@@ -11,8 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 
+	"github.com/tandem-sched/tandem/internal/controlplane"
 	"github.com/tandem-sched/tandem/pkg/plugins/nvlinktopo"
-	"github.com/tandem-sched/tandem/test/integration/framework"
 )
 
 // Three identical HGX nodes; only one has a NodeTopology the agent confirmed
@@ -119,8 +119,8 @@ nodes:
 }
 
 func TestSchedulerRefusesInvalidPluginArgs(t *testing.T) {
-	cp := framework.StartControlPlane(t)
-	shipped, err := os.ReadFile(framework.ShippedSchedulerConfig())
+	cp := controlplane.StartControlPlane(t)
+	shipped, err := os.ReadFile(controlplane.ShippedSchedulerConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,12 +26,12 @@ import (
 	schedulingv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 	pgclient "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
 
+	"github.com/tandem-sched/tandem/internal/controlplane"
 	"github.com/tandem-sched/tandem/pkg/bench"
 	"github.com/tandem-sched/tandem/pkg/clusterdesc"
 	"github.com/tandem-sched/tandem/pkg/plugins/pdaffinity"
 	"github.com/tandem-sched/tandem/pkg/scheduler"
 	"github.com/tandem-sched/tandem/pkg/topology"
-	"github.com/tandem-sched/tandem/test/integration/framework"
 )
 
 // Profile is one way of scheduling the workload.
@@ -110,7 +110,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.SchedulerQPS == 0 {
 		o.SchedulerQPS = 5000
 	}
-	tb := &framework.ProcessTB{Output: o.Log}
+	tb := &controlplane.ProcessTB{Output: o.Log}
 	defer tb.Close()
 	var res *Result
 	err := tb.Run(func() {
@@ -123,9 +123,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return res, err
 }
 
-func run(ctx context.Context, tb *framework.ProcessTB, o Options) (*Result, error) {
+func run(ctx context.Context, tb *controlplane.ProcessTB, o Options) (*Result, error) {
 	o.Step("[%s] starting etcd and kube-apiserver", o.Profile)
-	cp := framework.StartControlPlane(tb)
+	cp := controlplane.StartControlPlane(tb)
 	now := time.Now()
 	built := o.Cluster.Build(now)
 	o.Step("[%s] creating %d nodes and their NodeTopology objects", o.Profile, len(built))
@@ -139,7 +139,7 @@ func run(ctx context.Context, tb *framework.ProcessTB, o Options) (*Result, erro
 
 	schedulerName, config := DefaultSchedulerName, ""
 	if o.Profile == Tandem {
-		schedulerName, config = scheduler.SchedulerName, framework.ShippedSchedulerConfig()
+		schedulerName, config = scheduler.SchedulerName, controlplane.ShippedSchedulerConfig()
 	} else {
 		config = filepath.Join(tb.TempDir(), "default-scheduler-config.yaml")
 		if err := os.WriteFile(config, []byte(defaultConfig), 0o600); err != nil {
@@ -214,7 +214,7 @@ profiles:
 - schedulerName: default-scheduler
 `
 
-func createNodes(ctx context.Context, cp *framework.ControlPlane, nodes []clusterdesc.Node) error {
+func createNodes(ctx context.Context, cp *controlplane.ControlPlane, nodes []clusterdesc.Node) error {
 	const workers = 8
 	errs := make(chan error, workers)
 	var wg sync.WaitGroup
@@ -236,8 +236,8 @@ func createNodes(ctx context.Context, cp *framework.ControlPlane, nodes []cluste
 	return <-errs
 }
 
-func createPodGroups(ctx context.Context, cp *framework.ControlPlane, instances []bench.Instance) error {
-	client, err := pgclient.NewForConfig(framework.JSONConfig(cp.Config))
+func createPodGroups(ctx context.Context, cp *controlplane.ControlPlane, instances []bench.Instance) error {
+	client, err := pgclient.NewForConfig(controlplane.JSONConfig(cp.Config))
 	if err != nil {
 		return err
 	}
@@ -293,7 +293,7 @@ func podFor(p bench.Pod, in bench.Instance, schedulerName string, profile Profil
 
 // createPods creates the pods in order from a few workers, so that creation
 // is not what limits throughput.
-func createPods(ctx context.Context, cp *framework.ControlPlane, pods []*v1.Pod) error {
+func createPods(ctx context.Context, cp *controlplane.ControlPlane, pods []*v1.Pod) error {
 	const workers = 4
 	next := make(chan *v1.Pod)
 	errs := make(chan error, workers)
@@ -340,7 +340,7 @@ type bindingWatcher struct {
 	cancel context.CancelFunc
 }
 
-func watchBindings(ctx context.Context, cp *framework.ControlPlane) (*bindingWatcher, error) {
+func watchBindings(ctx context.Context, cp *controlplane.ControlPlane) (*bindingWatcher, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &bindingWatcher{nodes: map[string]string{}, change: make(chan struct{}, 1), cancel: cancel}
 	factory := informers.NewSharedInformerFactoryWithOptions(cp.Client, 0, informers.WithNamespace(Namespace))
@@ -448,8 +448,8 @@ func attempts(profile string) (map[string]bench.Histogram, error) {
 
 // startScheduler runs the scheduler from configPath with the client rate
 // limit lifted, as scheduler_perf does.
-func startScheduler(tb *framework.ProcessTB, cp *framework.ControlPlane, configPath string, clk *testingclock.FakePassiveClock, qps float32) error {
-	if err := cp.StartSchedulerWith(tb, configPath, clk, framework.SchedulerOptions{ClientQPS: qps}); err != nil {
+func startScheduler(tb *controlplane.ProcessTB, cp *controlplane.ControlPlane, configPath string, clk *testingclock.FakePassiveClock, qps float32) error {
+	if err := cp.StartSchedulerWith(tb, configPath, clk, controlplane.SchedulerOptions{ClientQPS: qps}); err != nil {
 		return fmt.Errorf("starting the scheduler from %s: %w", configPath, err)
 	}
 	return nil

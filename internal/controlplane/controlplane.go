@@ -1,8 +1,8 @@
-// Package framework runs a real control plane in this process for tandem's
+// Package controlplane runs a real control plane in this process for tandem's
 // integration tests and demo: embedded etcd, a kube-apiserver, tandem's CRDs,
 // and the tandem scheduler started from the configuration manifests/ ships.
 // No downloaded binaries are involved.
-package framework
+package controlplane
 
 import (
 	"context"
@@ -51,9 +51,9 @@ type ControlPlane struct {
 func RepoRoot() string {
 	_, file, _, ok := goruntime.Caller(0)
 	if !ok {
-		panic("framework: cannot locate the source tree")
+		panic("controlplane: cannot locate the source tree")
 	}
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
 // Options change how StartControlPlaneWith starts the control plane.
