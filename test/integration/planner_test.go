@@ -1,0 +1,152 @@
+package integration
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
+	"github.com/tandem-sched/tandem/pkg/plugins/pdaffinity"
+	"github.com/tandem-sched/tandem/pkg/topology"
+	"github.com/tandem-sched/tandem/internal/controlplane"
+)
+
+// decodeClasses is, for each decode of pods, the path class from its
+// nearest prefill, judged by the model's classifier on the nodes' labels.
+func decodeClasses(t *testing.T, cp *controlplane.ControlPlane, placed map[string]map[string]string) map[topology.PathClass]int {
+	t.Helper()
+	levels := topology.DefaultLevels()
+	model := topology.DefaultCostModel()
+	out := map[topology.PathClass]int{}
+	for d, dl := range placed {
+		if !strings.Contains(d, "-decode-") {
+			continue
+		}
+		best := topology.PathNone
+		for p, pl := range placed {
+			if !strings.Contains(p, "-prefill-") {
+				continue
+			}
+			c := levels.Classify(levels.PathOf(pl), levels.PathOf(dl), topology.GPUDirectRDMAReady(pl), topology.GPUDirectRDMAReady(dl))
+			if p != d && model.Bandwidth(c) > model.Bandwidth(best) {
+				best = c
+			}
+		}
+		out[best]++
+	}
+	return out
+}
+
+func TestUnitTakesAWholeFreeLeafOverPartlyUsedOnes(t *testing.T) {
+	// l1 and l2 have 16 GPUs free each, four per board; l3 has two whole
+	// boards. A 2P2D unit of TP=4 engines pairs on NVLink only in l3.
+	cp := startCluster(t, `
+nodes:
+- {name: l1, count: 4, shape: hgx-h100, zone: z1, spine: s1, leaf: l1, allocatedGPUs: [0, 1, 2, 3]}
+- {name: l2, count: 4, shape: hgx-h100, zone: z1, spine: s1, leaf: l2, allocatedGPUs: [4, 5, 6, 7]}
+- {name: l3, count: 2, shape: hgx-h100, zone: z1, spine: s2, leaf: l3}
+`)
+	createPodGroup(t, cp, "u", 4, 0)
+	placed := placements(t, cp, createUnit(t, cp, "u", 2, 2, 4, withLabels(pdaffinity.LabelPodGroup, "u")))
+	if l := distinct(placed, topology.LabelLeaf); len(l) != 1 || !l["l3/"] {
+		t.Errorf("unit placed on leaves %v, want the whole free leaf l3", l)
+	}
+	if c := decodeClasses(t, cp, placed); c[topology.LevelNVLinkDomain] != 2 {
+		t.Errorf("decode path classes %v, want both on NVLink with a prefill", c)
+	}
+}
+
+func TestMixedSizeUnitSharesOneBoard(t *testing.T) {
+	// Three boards with 3 GPUs free each and one whole board: two TP=2
+	// prefills and a TP=4 decode fit only the whole one together.
+	cp := startCluster(t, `
+nodes:
+- {name: used, count: 3, shape: hgx-h100, zone: z1, spine: s1, leaf: l1, allocatedGPUs: [0, 1, 2, 3, 4]}
+- {name: free, shape: hgx-h100, zone: z1, spine: s1, leaf: l1}
+`)
+	createPodGroup(t, cp, "mixed", 3, 0)
+	pods := []string{"mixed-prefill-0", "mixed-prefill-1", "mixed-decode-0"}
+	for i, name := range pods {
+		gpus := int64(2)
+		role := "prefill"
+		if i == 2 {
+			gpus, role = 4, "decode"
+		}
+		createPod(t, cp, name, gpus, withLabels(pdaffinity.LabelRole, role, pdaffinity.LabelGroup, "mixed", pdaffinity.LabelPodGroup, "mixed"))
+	}
+	for _, p := range pods {
+		if node := waitForBinding(t, cp, p); node != "free" {
+			t.Errorf("pod %s bound to %s, want the whole board free", p, node)
+		}
+	}
+}
+
+func TestRackUnderTwoLeavesIsOneNVLinkDomain(t *testing.T) {
+	// One NVL72 rack's trays hang off leaves l1 and l2; leaf l3 has two
+	// HGX boards. A 1P3D unit of TP=4 engines (16 GPUs) has every decode on
+	// NVLink with its prefill only in the rack.
+	cp := startCluster(t, `
+nodes:
+- {name: r1-a, count: 2, shape: gb200-tray, zone: z1, spine: s1, leaf: l1, nvlinkDomain: rack1}
+- {name: r1-b, count: 2, shape: gb200-tray, zone: z1, spine: s1, leaf: l2, nvlinkDomain: rack1}
+- {name: hgx, count: 2, shape: hgx-h100, zone: z1, spine: s1, leaf: l3}
+`)
+	createPodGroup(t, cp, "r", 4, 0)
+	placed := placements(t, cp, createUnit(t, cp, "r", 1, 3, 4, withLabels(pdaffinity.LabelPodGroup, "r")))
+	if d := distinct(placed, topology.LabelNVLinkDomain); len(d) != 1 || !d["rack1/"] {
+		t.Errorf("unit placed in NVLink domains %v, want rack1", d)
+	}
+	if l := distinct(placed, topology.LabelLeaf); len(l) != 2 {
+		t.Errorf("unit on leaves %v: the rack's two leaves were expected", l)
+	}
+	if c := decodeClasses(t, cp, placed); c[topology.LevelNVLinkDomain] != 3 {
+		t.Errorf("decode path classes %v, want all three on NVLink", c)
+	}
+}
+
+func TestPlannedNodeTakenMeanwhileIsNotAStuckPod(t *testing.T) {
+	// A 1P1D unit without a gang: the decode exists but waits behind a
+	// scheduling gate while its prefill is placed, so the unit's plan puts
+	// both on one board. Then another tenant takes the rest of that board.
+	cp := startCluster(t, `
+nodes:
+- {name: n, count: 3, shape: hgx-h100, zone: z1, spine: s1, leaf: l1}
+`)
+	gate := func(p *v1.Pod) { p.Spec.SchedulingGates = []v1.PodSchedulingGate{{Name: "example.com/hold"}} }
+	unit := withLabels(pdaffinity.LabelUnitSize, "2")
+	createPod(t, cp, "u-decode-0", 4, withLabels(pdaffinity.LabelRole, "decode", pdaffinity.LabelGroup, "u"), unit, gate)
+	createPod(t, cp, "u-prefill-0", 4, withLabels(pdaffinity.LabelRole, "prefill", pdaffinity.LabelGroup, "u"), unit)
+	planned := waitForBinding(t, cp, "u-prefill-0")
+
+	ctx := context.Background()
+	nt, err := cp.Tandem.TandemV1alpha1().NodeTopologies().Get(ctx, planned, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	for _, g := range nt.Status.GPUs {
+		all = append(all, g.UUID)
+	}
+	nt.Status.GPUAllocations = append(nt.Status.GPUAllocations, topologyv1alpha1.GPUAllocation{Pod: "other/tenant", GPUs: all})
+	if _, err := cp.Tandem.TandemV1alpha1().NodeTopologies().UpdateStatus(ctx, nt, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := cp.Client.CoreV1().Pods(namespace).Get(ctx, "u-decode-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod.Spec.SchedulingGates = nil
+	if _, err := cp.Client.CoreV1().Pods(namespace).Update(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	node := waitForBinding(t, cp, "u-decode-0")
+	if node == planned {
+		t.Fatalf("decode bound to %s, whose GPUs another tenant holds", node)
+	}
+	if l := nodeLabels(t, cp, node)[topology.LabelLeaf]; l != "l1" {
+		t.Errorf("decode bound on leaf %q", l)
+	}
+}
