@@ -10,7 +10,7 @@ func (a *PDAffinityArgs) ResolvedLevels() (topology.Levels, error) {
 	}
 	out := make(topology.Levels, 0, len(a.Levels))
 	for _, l := range a.Levels {
-		out = append(out, topology.Level{Name: l.Name, Key: l.NodeLabel, Bandwidth: l.Bandwidth.AsApproximateFloat64()})
+		out = append(out, topology.Level{Name: l.Name, Key: l.NodeLabel, Bandwidth: l.Bandwidth.AsApproximateFloat64(), Global: l.Global})
 	}
 	return out, nil
 }

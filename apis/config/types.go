@@ -57,6 +57,8 @@ type TopologyLevel struct {
 	// Bandwidth is the per-stream KV-transfer bandwidth in bytes per second
 	// when two pods share this level and no finer one.
 	Bandwidth resource.Quantity
+	// Global says the level's values are unique across the cluster.
+	Global bool
 }
 
 // SameNodePolicy says whether a prefill and its decode may share a node.
@@ -87,4 +89,7 @@ type PDAffinityArgs struct {
 	// GPUResourceName is the extended resource pods request GPUs by; the
 	// first pod of a unit looks ahead at free GPUs per domain.
 	GPUResourceName string
+	// PlacementLabels also stamps the placement labels on each bound P/D
+	// pod, a second write per pod.
+	PlacementLabels bool
 }

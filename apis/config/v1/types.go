@@ -56,6 +56,11 @@ type TopologyLevel struct {
 	// Bandwidth is the per-stream KV-transfer bandwidth in bytes per second
 	// when two pods share this level and no finer one, e.g. "50G".
 	Bandwidth resource.Quantity `json:"bandwidth"`
+	// Global says the level's values are unique across the cluster (an
+	// NVLink domain's clique or rack id): nodes with the same value share the
+	// domain whatever their coarser levels say. Otherwise a value is matched
+	// under its coarser levels, as Kueue matches a leaf under its spine.
+	Global bool `json:"global,omitempty"`
 }
 
 // SameNodePolicy says whether a prefill and its decode may share a node:
@@ -82,4 +87,8 @@ type PDAffinityArgs struct {
 	// GPUResourceName is the extended resource pods request GPUs by.
 	// Default: nvidia.com/gpu.
 	GPUResourceName string `json:"gpuResourceName,omitempty"`
+	// PlacementLabels also stamps the tandem.dev/nvlink-domain, leaf and
+	// spine labels on each bound P/D pod, a second write per pod; the
+	// tandem.dev/placement annotation travels on the binding itself.
+	PlacementLabels bool `json:"placementLabels,omitempty"`
 }

@@ -160,6 +160,7 @@ func autoConvert_v1_PDAffinityArgs_To_config_PDAffinityArgs(in *PDAffinityArgs, 
 	out.SameNode = config.SameNodePolicy(in.SameNode)
 	out.LabelPresets = *(*[]string)(unsafe.Pointer(&in.LabelPresets))
 	out.GPUResourceName = in.GPUResourceName
+	out.PlacementLabels = in.PlacementLabels
 	return nil
 }
 
@@ -174,6 +175,7 @@ func autoConvert_config_PDAffinityArgs_To_v1_PDAffinityArgs(in *config.PDAffinit
 	out.SameNode = SameNodePolicy(in.SameNode)
 	out.LabelPresets = *(*[]string)(unsafe.Pointer(&in.LabelPresets))
 	out.GPUResourceName = in.GPUResourceName
+	out.PlacementLabels = in.PlacementLabels
 	return nil
 }
 
@@ -186,6 +188,7 @@ func autoConvert_v1_TopologyLevel_To_config_TopologyLevel(in *TopologyLevel, out
 	out.Name = in.Name
 	out.NodeLabel = in.NodeLabel
 	out.Bandwidth = in.Bandwidth
+	out.Global = in.Global
 	return nil
 }
 
@@ -198,6 +201,7 @@ func autoConvert_config_TopologyLevel_To_v1_TopologyLevel(in *config.TopologyLev
 	out.Name = in.Name
 	out.NodeLabel = in.NodeLabel
 	out.Bandwidth = in.Bandwidth
+	out.Global = in.Global
 	return nil
 }
 
