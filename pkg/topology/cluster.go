@@ -532,3 +532,18 @@ func (v *DomainIndex) NodesNear(level int, node string, gpus, limit int, except 
 	}
 	return out
 }
+
+// FreeOf returns the free GPUs and the largest free island of the domain
+// with this id at level; ok is false for a domain without nodes.
+func (v *DomainIndex) FreeOf(level int, id string) (free, largest int, ok bool) {
+	v.cluster.mu.RLock()
+	defer v.cluster.mu.RUnlock()
+	if level < 0 || level >= len(v.domains) {
+		return 0, 0, false
+	}
+	d := v.domains[level][id]
+	if d == nil {
+		return 0, 0, false
+	}
+	return d.Free, d.Largest(), true
+}

@@ -27,7 +27,7 @@ type groupIndex struct {
 	roleCounts map[string]*[2]int
 	// freeGPUs per level and domain, and the GPUs the rest of the unit still
 	// needs: the first pod of a unit looks ahead with them.
-	freeGPUs  []map[string]int64
+	freeGPUs  func(level int, id string) int64
 	remaining int64
 	// sameRole: the targets are the unit's pods of the pod's own role,
 	// because none of the other role is placed yet.
@@ -56,7 +56,52 @@ func addAt(m []map[string]int, ids []string) {
 	}
 }
 
-// buildIndex walks the snapshot once: every placed pod of the group, and
+// placedPeer is one placed pod of the group and its node.
+type placedPeer struct {
+	pod  *v1.Pod
+	node *v1.Node
+}
+
+// placedPeers lists the group's placed pods other than pod: with the
+// shared model, from the pod informer's group index and this plugin's own
+// reservations (O(group)); without it, by walking the snapshot.
+func (pl *PDAffinity) placedPeers(pod *v1.Pod, m Member, nodes []fwk.NodeInfo) []placedPeer {
+	var out []placedPeer
+	if pl.domains != nil && pl.handle != nil {
+		objs, err := pl.handle.SharedInformerFactory().Core().V1().Pods().Informer().GetIndexer().ByIndex(podGroupIndex, podGroupKey(pod.Namespace, m.Group))
+		if err == nil {
+			infos := pl.handle.SnapshotSharedLister().NodeInfos()
+			for _, obj := range objs {
+				p, ok := obj.(*v1.Pod)
+				if !ok || p.UID == pod.UID {
+					continue
+				}
+				nodeName := pl.assumed.nodeOf(p)
+				if nodeName == "" {
+					continue
+				}
+				if ni, err := infos.Get(nodeName); err == nil && ni.Node() != nil {
+					out = append(out, placedPeer{pod: p, node: ni.Node()})
+				}
+			}
+			return out
+		}
+	}
+	for _, ni := range nodes {
+		node := ni.Node()
+		if node == nil {
+			continue
+		}
+		for _, pi := range ni.GetPods() {
+			if p := pi.GetPod(); p.Namespace == pod.Namespace && p.UID != pod.UID {
+				out = append(out, placedPeer{pod: p, node: node})
+			}
+		}
+	}
+	return out
+}
+
+// buildIndex reads the group's placed pods once: for Filter and Score, and
 // for the first pod of a unit the free GPUs of every domain.
 func (pl *PDAffinity) buildIndex(pod *v1.Pod, m Member, nodes []fwk.NodeInfo, gpus int64, unitSize int, unitRoles *[2]int) *groupIndex {
 	g := newGroupIndex(len(pl.levels))
@@ -64,48 +109,36 @@ func (pl *PDAffinity) buildIndex(pod *v1.Pod, m Member, nodes []fwk.NodeInfo, gp
 	var placedByRole [2]int
 	var opposite, sameRole [][]string
 	var oppositeNodes, sameNodes []string
-	for _, ni := range nodes {
-		node := ni.Node()
-		if node == nil {
+	for _, pp := range pl.placedPeers(pod, m, nodes) {
+		p, node := pp.pod, pp.node
+		peer, ok, err := pl.members.read(p)
+		if !ok || err != nil || peer.Group != m.Group {
 			continue
 		}
-		var np *nodePath
-		for _, pi := range ni.GetPods() {
-			p := pi.GetPod()
-			if p.Namespace != pod.Namespace || p.UID == pod.UID {
+		np := pl.paths.get(node)
+		if m.Unit != "" {
+			if peer.Unit != m.Unit {
 				continue
 			}
-			peer, ok, err := pl.members.read(p)
-			if !ok || err != nil || peer.Group != m.Group {
-				continue
-			}
-			if np == nil {
-				np = pl.paths.get(node)
-			}
-			if m.Unit != "" {
-				if peer.Unit != m.Unit {
-					continue
+			addAt(g.unitMembers, np.ids)
+			g.placed++
+			placedByRole[roleSlot(peer.Role)]++
+		}
+		if peer.Role == m.Role.opposite() {
+			opposite = append(opposite, np.ids)
+			oppositeNodes = append(oppositeNodes, node.Name)
+		} else {
+			sameRole = append(sameRole, np.ids)
+			sameNodes = append(sameNodes, node.Name)
+		}
+		if pl.balanceLevel >= 0 {
+			if id := np.ids[pl.balanceLevel]; id != "" {
+				c := g.roleCounts[id]
+				if c == nil {
+					c = &[2]int{}
+					g.roleCounts[id] = c
 				}
-				addAt(g.unitMembers, np.ids)
-				g.placed++
-				placedByRole[roleSlot(peer.Role)]++
-			}
-			if peer.Role == m.Role.opposite() {
-				opposite = append(opposite, np.ids)
-				oppositeNodes = append(oppositeNodes, node.Name)
-			} else {
-				sameRole = append(sameRole, np.ids)
-				sameNodes = append(sameNodes, node.Name)
-			}
-			if pl.balanceLevel >= 0 {
-				if id := np.ids[pl.balanceLevel]; id != "" {
-					c := g.roleCounts[id]
-					if c == nil {
-						c = &[2]int{}
-						g.roleCounts[id] = c
-					}
-					c[roleSlot(peer.Role)]++
-				}
+				c[roleSlot(peer.Role)]++
 			}
 		}
 	}
@@ -132,9 +165,20 @@ func (pl *PDAffinity) buildIndex(pod *v1.Pod, m Member, nodes []fwk.NodeInfo, gp
 		g.remaining = int64(unitSize) * gpus
 	}
 	if g.remaining > 0 || (g.sameRole && g.partnerGPUs > 0) {
-		g.freeGPUs = pl.freeGPUsPerDomain(nodes)
+		if pl.domains != nil {
+			g.freeGPUs = pl.domainFreeGPUs
+		} else {
+			free := pl.freeGPUsPerDomain(nodes)
+			g.freeGPUs = func(level int, id string) int64 { return free[level][id] }
+		}
 	}
 	return g
+}
+
+// domainFreeGPUs reads a domain's free GPUs from the model's aggregates.
+func (pl *PDAffinity) domainFreeGPUs(level int, id string) int64 {
+	free, _, _ := pl.domains.FreeOf(level, id)
+	return int64(free)
 }
 
 func roleSlot(r Role) int {
@@ -180,12 +224,12 @@ func finestShared(counts []map[string]int, ids []string) int {
 
 // finestHolding is the finest level at which the node's domain has at least
 // need free GPUs, and how many it has there; -1 when none has.
-func finestHolding(free []map[string]int64, ids []string, need int64) (int, int64) {
+func finestHolding(free func(level int, id string) int64, ids []string, need int64) (int, int64) {
 	for i := len(ids) - 1; i >= 0; i-- {
 		if ids[i] == "" {
 			continue
 		}
-		if f := free[i][ids[i]]; f >= need {
+		if f := free(i, ids[i]); f >= need {
 			return i, f
 		}
 	}
@@ -203,5 +247,5 @@ func (pl *PDAffinity) levelName(i int) string {
 // and one engine of the other role beside it.
 func (pl *PDAffinity) partnerFits(g *groupIndex, np *nodePath) bool {
 	id := np.ids[pl.nvlinkLevel]
-	return id != "" && g.freeGPUs[pl.nvlinkLevel][id]-g.podGPUs >= g.partnerGPUs
+	return id != "" && g.freeGPUs(pl.nvlinkLevel, id)-g.podGPUs >= g.partnerGPUs
 }

@@ -50,6 +50,7 @@ var (
 	_ framework.PreScorePlugin    = &PDAffinity{}
 	_ framework.ScorePlugin       = &PDAffinity{}
 	_ framework.ReservePlugin     = &PDAffinity{}
+	_ framework.BindPlugin        = &PDAffinity{}
 	_ framework.PostBindPlugin    = &PDAffinity{}
 	_ framework.EnqueueExtensions = &PDAffinity{}
 )
@@ -72,6 +73,7 @@ type PDAffinity struct {
 	src     *topologysource.Source
 	domains *topology.DomainIndex
 	plans   *unitPlans
+	assumed *assumedPods
 }
 
 // NewFactory returns the plugin factory the scheduler registers; PodGroups,
@@ -90,6 +92,18 @@ func NewFactory(src *topologysource.Source) frameworkruntime.PluginFactory {
 			return nil, fmt.Errorf("%s: %w", Name, err)
 		}
 		pl.src, pl.domains = src, cluster.Domains(pl.levels)
+		if _, err := h.SharedInformerFactory().Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			DeleteFunc: func(obj interface{}) {
+				if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+					obj = tomb.Obj
+				}
+				if pod, ok := obj.(*v1.Pod); ok {
+					pl.assumed.remove(pod.UID)
+				}
+			},
+		}); err != nil {
+			return nil, fmt.Errorf("%s: watching pod deletions: %w", Name, err)
+		}
 		return pl, nil
 	}
 }
@@ -139,6 +153,7 @@ func newPlugin(obj runtime.Object, h framework.Handle) (*PDAffinity, error) {
 		paths:        newPathCache(levels),
 		handle:       h,
 		plans:        newUnitPlans(),
+		assumed:      newAssumedPods(),
 	}
 	if h != nil {
 		if err := pl.indexPodsByGroup(); err != nil {
@@ -243,6 +258,9 @@ func (pl *PDAffinity) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 			level, member.unitName(), s.index.remaining, level, AnnotationRequiredLevel, level)
 	}
 	cycleState.Write(preFilterStateKey, s)
+	if member.Unit == "" {
+		return pl.poolCandidates(ctx, pod, member, s), nil
+	}
 	return nil, nil
 }
 
@@ -393,7 +411,7 @@ func (pl *PDAffinity) Filter(ctx context.Context, cycleState fwk.CycleState, pod
 		}
 		return nil
 	}
-	if g.remaining > 0 && g.freeGPUs[r][id] < g.remaining {
+	if g.remaining > 0 && g.freeGPUs(r, id) < g.remaining {
 		return fwk.NewStatus(fwk.Unschedulable, s.capacityReason)
 	}
 	return nil
@@ -584,7 +602,12 @@ func (pl *PDAffinity) plannedScore(p *planned, m Member, node string) int64 {
 // Reserve records a unit's pod as placed, for the plans of its unit's other
 // pods.
 func (pl *PDAffinity) Reserve(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, node string) *fwk.Status {
-	if s, err := readState(cycleState); err == nil && s.member.Unit != "" && pl.plans != nil {
+	s, err := readState(cycleState)
+	if err != nil {
+		return nil
+	}
+	pl.assumed.add(pod, node)
+	if s.member.Unit != "" {
 		pl.reservedAt(pod, s.member, node)
 	}
 	return nil
@@ -592,7 +615,12 @@ func (pl *PDAffinity) Reserve(ctx context.Context, cycleState fwk.CycleState, po
 
 // Unreserve forgets the reservation.
 func (pl *PDAffinity) Unreserve(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, node string) {
-	if s, err := readState(cycleState); err == nil && s.member.Unit != "" && pl.plans != nil {
+	s, err := readState(cycleState)
+	if err != nil {
+		return
+	}
+	pl.assumed.remove(pod.UID)
+	if s.member.Unit != "" {
 		pl.unreserved(pod, s.member)
 	}
 }

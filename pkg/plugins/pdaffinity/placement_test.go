@@ -316,9 +316,10 @@ func TestLabelPresetsReadEachStacksPods(t *testing.T) {
 func TestPlacementStamp(t *testing.T) {
 	pl := newTestPlugin(t, nil)
 	require.Equal(t, "zone=z1,spine=s2,leaf=l1,nvlink-domain=rack1,node=r1t1", pl.Placement(node("r1t1", "z1", "s2", "l1", "rack1", 4)))
-	patch, err := pl.placementPatch(node("a1", "", "s1", "l1", "", 8))
+	require.Equal(t, "spine=s1,leaf=l1,node=a1", pl.Placement(node("a1", "", "s1", "l1", "", 8)))
+	patch, err := pl.labelsPatch(node("a1", "", "s1", "l1", "", 8))
 	require.NoError(t, err)
-	require.JSONEq(t, `{"metadata":{"annotations":{"tandem.dev/placement":"spine=s1,leaf=l1,node=a1"},"labels":{"tandem.dev/leaf":"l1","tandem.dev/spine":"s1"}}}`, string(patch))
+	require.JSONEq(t, `{"metadata":{"labels":{"tandem.dev/leaf":"l1","tandem.dev/spine":"s1"}}}`, string(patch))
 }
 
 func withNodeLabels(n *st.NodeWrapper, labels map[string]string) *st.NodeWrapper {

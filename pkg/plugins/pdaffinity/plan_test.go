@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/sets"
 	schedcache "k8s.io/kubernetes/pkg/scheduler/backend/cache"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	plugintesting "k8s.io/kubernetes/pkg/scheduler/framework/plugins/testing"
@@ -160,4 +161,53 @@ func mustScore(t *testing.T, pl *PDAffinity, state *framework.CycleState, pod *v
 	s, status := pl.Score(context.Background(), state, pod, ni)
 	require.True(t, status.IsSuccess(), status.Message())
 	return s
+}
+
+func TestPoolPodIsNarrowedToTheOtherRolesDomains(t *testing.T) {
+	// A decode of the pool runs on l2-used, which has 6 GPUs free: a TP4
+	// prefill is offered that board first, and nothing in leaf l1.
+	d0 := engine("pool-d0", "decode", "pool", 4).Node("l2-used").Obj()
+	p0 := engine("pool-p0", "prefill", "pool", 4).Obj()
+	pl, _, _ := newPlanningPlugin(t, d0, p0)
+	state := framework.NewCycleState()
+	result, status := pl.PreFilter(context.Background(), state, p0, nil)
+	require.True(t, status.IsSuccess(), status.Message())
+	require.NotNil(t, result)
+	require.Equal(t, []string{"l2-used"}, sets.List(result.NodeNames))
+
+	// With that board full, the search widens to the leaf, never to l1
+	// while l2 has room.
+	pl2, cluster, _ := newPlanningPlugin(t, d0, p0)
+	_, unfit, err := cluster.Reserve("x", "other/x", "l2-used", topology.GPURequest{Count: 6, Island: topology.IslandRequired})
+	require.NoError(t, err)
+	require.Nil(t, unfit)
+	result, status = pl2.PreFilter(context.Background(), framework.NewCycleState(), p0, nil)
+	require.True(t, status.IsSuccess())
+	require.NotNil(t, result)
+	for n := range result.NodeNames {
+		require.Regexp(t, "^l2-free-", n)
+	}
+}
+
+func TestFirstPoolPodLeavesRoomForAPartner(t *testing.T) {
+	// No decode placed yet: the first prefill goes where a decode can join
+	// it on one board, not onto l1's boards with 3 GPUs free.
+	p0 := engine("pool-p0", "prefill", "pool", 2).Obj()
+	pl, _, nodes := newPlanningPlugin(t, p0)
+	state := framework.NewCycleState()
+	result, status := pl.PreFilter(context.Background(), state, p0, nil)
+	require.True(t, status.IsSuccess())
+	require.NotNil(t, result)
+	s, err := readState(state)
+	require.NoError(t, err)
+	require.NotNil(t, s.planned)
+	require.Equal(t, "l2-used", s.planned.node, "the tightest board with room for the pair")
+	require.True(t, result.NodeNames.Has("l2-used"))
+	infos := nodeInfos(t, nodes)
+	require.Equal(t, int64(framework.MaxNodeScore), mustScore(t, pl, state, p0, infos["l2-used"]))
+	for n := range result.NodeNames {
+		if n != "l2-used" {
+			require.Less(t, mustScore(t, pl, state, p0, infos[n]), int64(framework.MaxNodeScore))
+		}
+	}
 }

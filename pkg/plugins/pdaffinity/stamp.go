@@ -3,6 +3,7 @@ package pdaffinity
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -14,40 +15,70 @@ import (
 	"github.com/tandem-sched/tandem/pkg/topology"
 )
 
-// AnnotationPlacement is stamped on every bound P/D pod: its node's domain at
-// each level, coarse to fine, as level=value pairs, so that a router (llm-d's
-// topology filter, Dynamo's KV transfer policy, AIBrix's P/D router) can pair
-// requests along the placement.
+// AnnotationPlacement is stamped on every bound P/D pod, through its
+// Binding: its node's domain at each level, coarse to fine, as level=value
+// pairs, so that a router or a sidecar can pair requests along the
+// placement.
 const AnnotationPlacement = "tandem.dev/placement"
 
-// Pod labels stamped beside the annotation, for routers that select by label.
+// Pod labels stamped beside the annotation with placementLabels, for tools
+// that select pods by label.
 var stampedLabels = []string{topology.LabelNVLinkDomain, topology.LabelLeaf, topology.LabelSpine}
 
-// PostBind stamps the pod's placement on it.
+// Bind binds a P/D pod with its placement annotation on the Binding: the
+// apiserver copies a Binding's annotations onto the pod in the same write,
+// so the stamp costs no second request. Pods outside a P/D group are left
+// to the next binder (DefaultBinder).
+func (pl *PDAffinity) Bind(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
+	if _, err := readState(cycleState); err != nil || pl.handle == nil {
+		return fwk.NewStatus(fwk.Skip)
+	}
+	ni, err := pl.handle.SnapshotSharedLister().NodeInfos().Get(nodeName)
+	if err != nil || ni.Node() == nil {
+		// Without the node's labels there is nothing to stamp.
+		return fwk.NewStatus(fwk.Skip)
+	}
+	binding := &v1.Binding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
+			Annotations: map[string]string{AnnotationPlacement: pl.Placement(ni.Node())}},
+		Target: v1.ObjectReference{Kind: "Node", Name: nodeName},
+	}
+	if err := pl.handle.ClientSet().CoreV1().Pods(pod.Namespace).Bind(ctx, binding, metav1.CreateOptions{}); err != nil {
+		return fwk.AsStatus(fmt.Errorf("binding pod %s/%s to node %s: %w", pod.Namespace, pod.Name, nodeName, err))
+	}
+	klog.FromContext(ctx).V(4).Info("Bound with placement", "pod", klog.KObj(pod), "node", nodeName)
+	return nil
+}
+
+// PostBind forgets a fully bound unit's plan and, with placementLabels,
+// stamps the placement labels, a second write.
 func (pl *PDAffinity) PostBind(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, nodeName string) {
 	s, err := readState(cycleState)
 	if err != nil || pl.handle == nil {
 		return
 	}
-	if s.member.Unit != "" && pl.plans != nil {
+	if s.member.Unit != "" {
 		pl.boundIn(pod, s.member)
+	}
+	if !pl.args.PlacementLabels {
+		return
 	}
 	logger := klog.FromContext(ctx)
 	node, err := pl.handle.SnapshotSharedLister().NodeInfos().Get(nodeName)
 	if err != nil || node.Node() == nil {
-		logger.Error(err, "Cannot stamp placement: node not in snapshot", "pod", klog.KObj(pod), "node", nodeName)
+		logger.Error(err, "Cannot stamp placement labels: node not in snapshot", "pod", klog.KObj(pod), "node", nodeName)
 		return
 	}
-	patch, err := pl.placementPatch(node.Node())
+	patch, err := pl.labelsPatch(node.Node())
 	if err != nil {
 		logger.Error(err, "Cannot build placement patch", "pod", klog.KObj(pod))
 		return
 	}
 	if _, err := pl.handle.ClientSet().CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		logger.Error(err, "Cannot stamp placement", "pod", klog.KObj(pod), "node", nodeName)
+		logger.Error(err, "Cannot stamp placement labels", "pod", klog.KObj(pod), "node", nodeName)
 		return
 	}
-	logger.V(4).Info("Stamped placement", "pod", klog.KObj(pod), "node", nodeName)
+	logger.V(4).Info("Stamped placement labels", "pod", klog.KObj(pod), "node", nodeName)
 }
 
 // Placement renders a node's domain path as the annotation value.
@@ -63,15 +94,12 @@ func (pl *PDAffinity) Placement(node *v1.Node) string {
 	return strings.Join(parts, ",")
 }
 
-func (pl *PDAffinity) placementPatch(node *v1.Node) ([]byte, error) {
+func (pl *PDAffinity) labelsPatch(node *v1.Node) ([]byte, error) {
 	stamped := map[string]any{}
 	for _, key := range stampedLabels {
 		if v, ok := node.Labels[key]; ok {
 			stamped[key] = v
 		}
 	}
-	return json.Marshal(map[string]any{"metadata": map[string]any{
-		"annotations": map[string]string{AnnotationPlacement: pl.Placement(node)},
-		"labels":      stamped,
-	}})
+	return json.Marshal(map[string]any{"metadata": map[string]any{"labels": stamped}})
 }
