@@ -1,11 +1,13 @@
 // Command bench places one disaggregated-inference workload on one GPU
 // cluster four ways — kube-scheduler's default profile, the default profile
 // with required and with preferred leaf podAffinity among an instance's pods,
-// and tandem — each on a fresh in-process control plane, and reports
-// scheduling throughput and attempt latency (as scheduler_perf measures
-// them), where each prefill's KV cache has to travel, GPUs left stranded,
-// pods left pending, and, for small instances, the offline optimum.
-// docs/benchmark.md describes the inputs and every figure.
+// and tandem — each on a fresh in-process control plane where every pod
+// exists before the scheduler starts, and reports the scheduler's capacity
+// (time to first binding, throughput and CPU per pod over the window from
+// the first binding to the last, attempt latency), where each prefill's KV
+// cache has to travel, GPUs left stranded, pods left pending, and, for small
+// instances, the offline optimum. docs/benchmark.md describes the inputs and
+// every figure.
 package main
 
 import (
@@ -14,9 +16,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -40,22 +42,10 @@ func main() {
 	qps := flag.Float64("scheduler-qps", 5000, "the scheduler's client QPS and burst (scheduler_perf uses 5000; kube-scheduler's default is 50)")
 	flag.IntVar(&o.budget, "optimum-budget", bench.DefaultOptimumBudget, "search nodes the exact optimum may expand")
 	flag.BoolVar(&o.verbose, "v-control-plane", false, "print the control plane's logs")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write each run's CPU profile of its measured window here, the profile's name before the extension (cpu.pprof: cpu.tandem.pprof, ...)")
 	flag.Parse()
 	o.qps = float32(*qps)
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err == nil {
-			err = pprof.StartCPUProfile(f)
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "bench: --cpuprofile: %v\n", err)
-			os.Exit(1)
-		}
-		defer pprof.StopCPUProfile()
-	}
 	if err := o.run(); err != nil {
-		pprof.StopCPUProfile()
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
@@ -69,6 +59,7 @@ type opts struct {
 	qps               float32
 	budget            int
 	verbose           bool
+	cpuProfile        string
 }
 
 func profileNames() string {
@@ -121,12 +112,14 @@ type RunReport struct {
 }
 
 // Ratios compare an alternative with tandem: above 1 means tandem is better
-// (faster transfers, more throughput, lower latency).
+// (faster transfers, more throughput, less CPU, lower latency).
 type Ratios struct {
-	KVMean     float64 `json:"kvMean"`
-	KVP99      float64 `json:"kvP99"`
-	Throughput float64 `json:"throughput"`
-	AttemptP99 float64 `json:"attemptP99"`
+	KVMean         float64 `json:"kvMean"`
+	KVP99          float64 `json:"kvP99"`
+	Throughput     float64 `json:"throughput"`
+	CPUPerPod      float64 `json:"processCPUPerPod"`
+	SchedCPUPerPod float64 `json:"schedulerCPUPerPod"`
+	AttemptP99     float64 `json:"attemptP99"`
 }
 
 func (o opts) run() error {
@@ -175,11 +168,22 @@ func (o opts) run() error {
 
 	a := bench.Analyzer{Model: topology.DefaultCostModel(), KVBytes: wl.KVBytes(), SmallestEngine: wl.SmallestEngine()}
 	rep := Report{Cluster: name, Nodes: len(nodes), GPUs: gpus, Workload: wl, KVBytes: wl.KVBytes(), Ratios: map[string]Ratios{}}
+	step("exact optimum (at most %d GPU nodes and %d instances)", bench.MaxOptimumNodes, bench.MaxOptimumInstances)
+	if opt, err := a.Optimum(nodes, wl.Instances(), o.budget); err != nil {
+		rep.Skipped = err.Error()
+	} else {
+		rep.Optimum = opt
+	}
 	for _, p := range profiles {
-		res, err := run.Run(context.Background(), run.Options{
+		ro := run.Options{
 			Cluster: desc, Workload: wl, Profile: p, Settle: o.settle, Timeout: o.timeout,
 			SchedulerQPS: o.qps, Log: logOut, Step: step,
-		})
+		}
+		if o.cpuProfile != "" {
+			ext := filepath.Ext(o.cpuProfile)
+			ro.CPUProfile = strings.TrimSuffix(o.cpuProfile, ext) + "." + string(p) + ext
+		}
+		res, err := run.Run(context.Background(), ro)
 		if err != nil {
 			return fmt.Errorf("profile %s: %w", p, err)
 		}
@@ -189,12 +193,9 @@ func (o opts) run() error {
 		r.Unschedulble = res.Attempts["unschedulable"].Count
 		rep.Runs = append(rep.Runs, r)
 		step("[%s] done: %d/%d bound, %.1f pods/s, mean KV transfer %s", p, res.Scheduled, len(res.Pods), res.Throughput, bench.Millis(r.Quality.MeanTransfer))
-	}
-	step("exact optimum (at most %d GPU nodes and %d instances)", bench.MaxOptimumNodes, bench.MaxOptimumInstances)
-	if opt, err := a.Optimum(nodes, wl.Instances(), o.budget); err != nil {
-		rep.Skipped = err.Error()
-	} else {
-		rep.Optimum = opt
+		if res.NotProfiled != "" {
+			step("[%s] scheduler CPU not attributed: %s", p, res.NotProfiled)
+		}
 	}
 	var tandem *RunReport
 	for i := range rep.Runs {
@@ -251,11 +252,20 @@ func ratio(alt, tandem float64) float64 {
 
 func ratios(alt, tandem RunReport) Ratios {
 	return Ratios{
-		KVMean:     ratio(float64(alt.Quality.MeanTransfer), float64(tandem.Quality.MeanTransfer)),
-		KVP99:      ratio(float64(alt.Quality.P99Transfer), float64(tandem.Quality.P99Transfer)),
-		Throughput: ratio(tandem.Throughput, alt.Throughput),
-		AttemptP99: ratio(float64(alt.AttemptP99), float64(tandem.AttemptP99)),
+		KVMean:         ratio(float64(alt.Quality.MeanTransfer), float64(tandem.Quality.MeanTransfer)),
+		KVP99:          ratio(float64(alt.Quality.P99Transfer), float64(tandem.Quality.P99Transfer)),
+		Throughput:     ratio(tandem.Throughput, alt.Throughput),
+		CPUPerPod:      ratio(float64(alt.ProcessCPUPerPod), float64(tandem.ProcessCPUPerPod)),
+		SchedCPUPerPod: schedRatio(alt, tandem),
+		AttemptP99:     ratio(float64(alt.AttemptP99), float64(tandem.AttemptP99)),
 	}
+}
+
+func schedRatio(alt, tandem RunReport) float64 {
+	if !alt.Profiled || !tandem.Profiled {
+		return 0
+	}
+	return ratio(float64(alt.SchedulerCPUPerPod), float64(tandem.SchedulerCPUPerPod))
 }
 
 func step(format string, args ...any) {
@@ -263,17 +273,35 @@ func step(format string, args ...any) {
 }
 
 func print(w io.Writer, rep Report) {
-	fmt.Fprintf(w, "\nCluster %s: %d nodes, %d GPUs. Workload: %d GPUs asked; KV per request %.2f GB.\n\n", rep.Cluster, rep.Nodes, rep.GPUs, rep.Workload.GPUs(), rep.KVBytes/1e9)
-	classes := bench.PathClasses(topology.DefaultLevels())
+	fmt.Fprintf(w, "\nCluster %s: %d nodes, %d GPUs. Workload: %d GPUs asked; KV per request %.2f GB.\n",
+		rep.Cluster, rep.Nodes, rep.GPUs, rep.Workload.GPUs(), rep.KVBytes/1e9)
+	fmt.Fprintln(w, "Every pod exists before the scheduler starts. Window: first binding to last. CPU: the whole process (etcd, apiserver, scheduler); sched.: the scheduler's profiled share of it.")
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, "profile\tbound\tpending\tpods/s\tattempt p50\tattempt p99\tunsched.\t")
+	fmt.Fprint(tw, "profile\tbound\tpending\tfirst binding\twindow\tpods/s\tCPU/pod\tsched. CPU/pod\tsched. share\tattempt p50\tattempt p99\tunsched.\t\n")
+	for _, r := range rep.Runs {
+		q := r.Quality
+		share, sched := "-", "-"
+		if r.Profiled {
+			share, sched = fmt.Sprintf("%.0f%%", 100*r.SchedulerCPUShare), bench.Millis(r.SchedulerCPUPerPod)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\t%d\t\n", r.Profile, q.Bound, q.Pending,
+			seconds(r.FirstBinding), seconds(r.Window), r.Throughput, bench.Millis(r.ProcessCPUPerPod), sched, share,
+			bench.Millis(r.AttemptP50), bench.Millis(r.AttemptP99), r.Unschedulble)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+
+	classes := bench.PathClasses(topology.DefaultLevels())
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "profile\t")
 	for _, c := range classes {
 		fmt.Fprintf(tw, "%s\t", c)
 	}
 	fmt.Fprint(tw, "unpaired\tKV mean\tKV p99\tfree GPUs\tstranded\t\n")
 	for _, r := range rep.Runs {
 		q := r.Quality
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%s\t%s\t%d\t", r.Profile, q.Bound, q.Pending, r.Throughput, bench.Millis(r.AttemptP50), bench.Millis(r.AttemptP99), r.Unschedulble)
+		fmt.Fprintf(tw, "%s\t", r.Profile)
 		for _, c := range classes {
 			fmt.Fprintf(tw, "%.0f%%\t", 100*q.Share(c))
 		}
@@ -281,6 +309,7 @@ func print(w io.Writer, rep Report) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
+
 	if rep.Optimum != nil {
 		opt := rep.Optimum
 		proven := "proven"
@@ -297,15 +326,30 @@ func print(w io.Writer, rep Report) {
 	} else {
 		fmt.Fprintf(w, "Offline optimum skipped: %s.\n", rep.Skipped)
 	}
+
 	if len(rep.Ratios) > 0 {
 		fmt.Fprintln(w, "\nTandem versus each alternative (above 1: tandem is better by that factor):")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprint(tw, "alternative\tKV mean\tKV p99\tthroughput\tattempt p99\t\n")
+		fmt.Fprint(tw, "alternative\tKV mean\tKV p99\tthroughput\tCPU/pod\tsched. CPU/pod\tattempt p99\t\n")
 		for _, r := range rep.Runs {
 			if x, ok := rep.Ratios[string(r.Profile)]; ok {
-				fmt.Fprintf(tw, "%s\t%.2f×\t%.2f×\t%.2f×\t%.2f×\t\n", r.Profile, x.KVMean, x.KVP99, x.Throughput, x.AttemptP99)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Profile, times(x.KVMean), times(x.KVP99), times(x.Throughput),
+					times(x.CPUPerPod), times(x.SchedCPUPerPod), times(x.AttemptP99))
 			}
 		}
 		tw.Flush()
 	}
+}
+
+// times renders a ratio; 0 stands for one that is undefined (a zero
+// denominator, or a figure not measured).
+func times(x float64) string {
+	if x == 0 || math.IsNaN(x) || math.IsInf(x, 0) {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f×", x)
+}
+
+func seconds(d time.Duration) string {
+	return fmt.Sprintf("%.2f s", d.Seconds())
 }
