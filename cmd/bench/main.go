@@ -42,6 +42,8 @@ func main() {
 	qps := flag.Float64("scheduler-qps", 5000, "the scheduler's client QPS and burst (scheduler_perf uses 5000; kube-scheduler's default is 50)")
 	flag.IntVar(&o.budget, "optimum-budget", bench.DefaultOptimumBudget, "search nodes the exact optimum may expand")
 	flag.BoolVar(&o.verbose, "v-control-plane", false, "print the control plane's logs")
+	flag.Float64Var(&o.held, "held", 0, "share of the cluster's GPUs that pods of another tenant hold before the workload, scattered over GPU nodes (0 to below 1)")
+	flag.Uint64Var(&o.seed, "seed", 1, "seed of the random placement of --held")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write each run's CPU profile of its measured window here, the profile's name before the extension (cpu.pprof: cpu.tandem.pprof, ...)")
 	flag.Parse()
 	o.qps = float32(*qps)
@@ -59,6 +61,8 @@ type opts struct {
 	qps               float32
 	budget            int
 	verbose           bool
+	held              float64
+	seed              uint64
 	cpuProfile        string
 }
 
@@ -91,15 +95,20 @@ func (o opts) selected() ([]run.Profile, error) {
 
 // Report is the JSON output.
 type Report struct {
-	Cluster  string            `json:"cluster"`
-	Nodes    int               `json:"nodes"`
-	GPUs     int               `json:"gpus"`
-	Workload *bench.Workload   `json:"workload"`
-	KVBytes  float64           `json:"kvBytesPerRequest"`
-	Runs     []RunReport       `json:"runs"`
-	Optimum  *bench.Optimum    `json:"optimum,omitempty"`
-	Skipped  string            `json:"optimumSkipped,omitempty"`
-	Ratios   map[string]Ratios `json:"tandemVersus,omitempty"`
+	Cluster string `json:"cluster"`
+	Nodes   int    `json:"nodes"`
+	GPUs    int    `json:"gpus"`
+	// HeldGPUs are held by other tenants before the workload (--held and
+	// the description's allocatedGPUs); Seed placed --held.
+	HeldGPUs  int               `json:"heldGPUs"`
+	HeldShare float64           `json:"heldShare,omitempty"`
+	Seed      uint64            `json:"seed"`
+	Workload  *bench.Workload   `json:"workload"`
+	KVBytes   float64           `json:"kvBytesPerRequest"`
+	Runs      []RunReport       `json:"runs"`
+	Optimum   *bench.Optimum    `json:"optimum,omitempty"`
+	Skipped   string            `json:"optimumSkipped,omitempty"`
+	Ratios    map[string]Ratios `json:"tandemVersus,omitempty"`
 }
 
 // RunReport is one profile's figures.
@@ -139,12 +148,20 @@ func (o opts) run() error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.workload, err)
 	}
-	nodes := bench.NodesOf(desc.Build(time.Now()))
+	built := desc.Build(time.Now())
+	if o.held > 0 {
+		if _, err := bench.HoldGPUs(built, o.held, o.seed); err != nil {
+			return fmt.Errorf("--held: %w", err)
+		}
+	}
+	nodes := bench.NodesOf(built)
 	gpus := 0
 	for _, n := range nodes {
 		gpus += n.GPUs
 	}
-	wl = wl.Scaled(gpus)
+	held := bench.HeldGPUs(nodes)
+	// fill is a share of what the other tenants left free.
+	wl = wl.Scaled(gpus - held)
 
 	logPath := filepath.Join(os.TempDir(), "tandem-bench.log")
 	logFile, err := os.Create(logPath)
@@ -163,11 +180,12 @@ func (o opts) run() error {
 	}
 	run.QuietKlog(logOut)
 	step("control plane logs go to %s", logPath)
-	step("cluster %s: %d nodes, %d GPUs", name, len(nodes), gpus)
+	step("cluster %s: %d nodes, %d GPUs, %d of them held by another tenant", name, len(nodes), gpus, held)
 	step("workload: %s = %d instances, %d GPUs", wl, len(wl.Instances()), wl.GPUs())
 
 	a := bench.Analyzer{Model: topology.DefaultCostModel(), KVBytes: wl.KVBytes(), SmallestEngine: wl.SmallestEngine()}
-	rep := Report{Cluster: name, Nodes: len(nodes), GPUs: gpus, Workload: wl, KVBytes: wl.KVBytes(), Ratios: map[string]Ratios{}}
+	rep := Report{Cluster: name, Nodes: len(nodes), GPUs: gpus, HeldGPUs: held, HeldShare: o.held, Seed: o.seed,
+		Workload: wl, KVBytes: wl.KVBytes(), Ratios: map[string]Ratios{}}
 	step("exact optimum (at most %d GPU nodes and %d instances)", bench.MaxOptimumNodes, bench.MaxOptimumInstances)
 	if opt, err := a.Optimum(nodes, wl.Instances(), o.budget); err != nil {
 		rep.Skipped = err.Error()
@@ -177,7 +195,7 @@ func (o opts) run() error {
 	for _, p := range profiles {
 		ro := run.Options{
 			Cluster: desc, Workload: wl, Profile: p, Settle: o.settle, Timeout: o.timeout,
-			SchedulerQPS: o.qps, Log: logOut, Step: step,
+			SchedulerQPS: o.qps, HeldShare: o.held, Seed: o.seed, Log: logOut, Step: step,
 		}
 		if o.cpuProfile != "" {
 			ext := filepath.Ext(o.cpuProfile)
@@ -186,6 +204,9 @@ func (o opts) run() error {
 		res, err := run.Run(context.Background(), ro)
 		if err != nil {
 			return fmt.Errorf("profile %s: %w", p, err)
+		}
+		if res.HeldGPUs != held {
+			return fmt.Errorf("profile %s: %d GPUs held, but %d when the run was planned", p, res.HeldGPUs, held)
 		}
 		r := RunReport{Result: res, Quality: a.Analyze(res.Nodes, res.Pods)}
 		h := res.Attempts["scheduled"]
@@ -273,8 +294,8 @@ func step(format string, args ...any) {
 }
 
 func print(w io.Writer, rep Report) {
-	fmt.Fprintf(w, "\nCluster %s: %d nodes, %d GPUs. Workload: %d GPUs asked; KV per request %.2f GB.\n",
-		rep.Cluster, rep.Nodes, rep.GPUs, rep.Workload.GPUs(), rep.KVBytes/1e9)
+	fmt.Fprintf(w, "\nCluster %s: %d nodes, %d GPUs, %d held by another tenant before the workload. Workload: %d GPUs asked; KV per request %.2f GB.\n",
+		rep.Cluster, rep.Nodes, rep.GPUs, rep.HeldGPUs, rep.Workload.GPUs(), rep.KVBytes/1e9)
 	fmt.Fprintln(w, "Every pod exists before the scheduler starts. Window: first binding to last. CPU: the whole process (etcd, apiserver, scheduler); sched.: the scheduler's profiled share of it.")
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

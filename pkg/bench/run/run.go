@@ -83,6 +83,10 @@ type Options struct {
 	// scheduler_perf lifts it to 5000 so that it measures the scheduler,
 	// not the limiter.
 	SchedulerQPS float32
+	// HeldShare is the share of the cluster's GPUs that pods of another
+	// tenant hold before the workload (bench.HoldGPUs), placed by Seed.
+	HeldShare float64
+	Seed      uint64
 	// CPUProfile, when set, names the files the run's CPU profile segments
 	// are written to: cpu.pprof becomes cpu.000.pprof, cpu.001.pprof, ...
 	CPUProfile string
@@ -94,10 +98,12 @@ type Options struct {
 
 // Result is one run.
 type Result struct {
-	Profile   Profile      `json:"profile"`
-	Nodes     []bench.Node `json:"-"`
-	Pods      []bench.Pod  `json:"-"`
-	Scheduled int          `json:"scheduled"`
+	Profile Profile      `json:"profile"`
+	Nodes   []bench.Node `json:"-"`
+	Pods    []bench.Pod  `json:"-"`
+	// HeldGPUs are the GPUs other tenants' pods hold before the workload.
+	HeldGPUs  int `json:"heldGPUs"`
+	Scheduled int `json:"scheduled"`
 	// FirstBinding is from the scheduler's start, when every workload pod
 	// exists already, to the first binding the pod informer sees.
 	FirstBinding time.Duration `json:"firstBindingNanos"`
@@ -160,9 +166,21 @@ func run(ctx context.Context, tb *controlplane.ProcessTB, o Options) (*Result, e
 	cp := controlplane.StartControlPlane(tb)
 	now := time.Now()
 	built := o.Cluster.Build(now)
+	if o.HeldShare > 0 {
+		if _, err := bench.HoldGPUs(built, o.HeldShare, o.Seed); err != nil {
+			return nil, err
+		}
+	}
 	o.Step("[%s] creating %d nodes and their NodeTopology objects", o.Profile, len(built))
 	if err := createNodes(ctx, cp, built); err != nil {
 		return nil, err
+	}
+	holders := clusterdesc.HolderPods(built)
+	if len(holders) > 0 {
+		o.Step("[%s] creating %d pods of another tenant, bound already, holding %d GPUs", o.Profile, len(holders), bench.HeldGPUs(bench.NodesOf(built)))
+		if err := clusterdesc.CreateHolders(ctx, cp.Client, built); err != nil {
+			return nil, err
+		}
 	}
 	instances := o.Workload.Instances()
 	if err := createPodGroups(ctx, cp, instances); err != nil {
@@ -238,6 +256,7 @@ func run(ctx context.Context, tb *controlplane.ProcessTB, o Options) (*Result, e
 	}
 
 	res := &Result{Profile: o.Profile, Nodes: bench.NodesOf(built), Attempts: map[string]bench.Histogram{}}
+	res.HeldGPUs = bench.HeldGPUs(res.Nodes)
 	bound := watcher.bound()
 	for _, p := range want {
 		p.Node = bound[p.Name]
