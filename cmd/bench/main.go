@@ -5,9 +5,9 @@
 // exists before the scheduler starts, and reports the scheduler's capacity
 // (time to first binding, throughput and CPU per pod over the window from
 // the first binding to the last, attempt latency), where each prefill's KV
-// cache has to travel, GPUs left stranded, pods left pending, and, for small
-// instances, the offline optimum. docs/benchmark.md describes the inputs and
-// every figure.
+// cache has to travel, GPUs left stranded, pods left pending, and how far
+// that is from the optimum: exact for small instances, a stated lower bound
+// always. docs/benchmark.md describes the inputs and every figure.
 package main
 
 import (
@@ -100,15 +100,18 @@ type Report struct {
 	GPUs    int    `json:"gpus"`
 	// HeldGPUs are held by other tenants before the workload (--held and
 	// the description's allocatedGPUs); Seed placed --held.
-	HeldGPUs  int               `json:"heldGPUs"`
-	HeldShare float64           `json:"heldShare,omitempty"`
-	Seed      uint64            `json:"seed"`
-	Workload  *bench.Workload   `json:"workload"`
-	KVBytes   float64           `json:"kvBytesPerRequest"`
-	Runs      []RunReport       `json:"runs"`
-	Optimum   *bench.Optimum    `json:"optimum,omitempty"`
-	Skipped   string            `json:"optimumSkipped,omitempty"`
-	Ratios    map[string]Ratios `json:"tandemVersus,omitempty"`
+	HeldGPUs  int             `json:"heldGPUs"`
+	HeldShare float64         `json:"heldShare,omitempty"`
+	Seed      uint64          `json:"seed"`
+	Workload  *bench.Workload `json:"workload"`
+	KVBytes   float64         `json:"kvBytesPerRequest"`
+	Runs      []RunReport     `json:"runs"`
+	Optimum   *bench.Optimum  `json:"optimum,omitempty"`
+	Skipped   string          `json:"optimumSkipped,omitempty"`
+	// Bound is the lower bound on every decode's KV transfer
+	// (bench.Analyzer.Bound), over the whole workload.
+	Bound  bench.Bound       `json:"bound"`
+	Ratios map[string]Ratios `json:"tandemVersus,omitempty"`
 }
 
 // RunReport is one profile's figures.
@@ -118,6 +121,14 @@ type RunReport struct {
 	AttemptP50   time.Duration `json:"attemptP50Nanos"`
 	AttemptP99   time.Duration `json:"attemptP99Nanos"`
 	Unschedulble uint64        `json:"unschedulableAttempts"`
+	NVLinkShare  float64       `json:"nvlinkShare"`
+	// Bound is the lower bound over the decodes this run paired; the
+	// ratios are this run's figure ÷ the bound's (KV mean: 1 or more;
+	// NVLink share: 1 or less).
+	Bound           bench.BoundOver `json:"bound"`
+	KVMeanToBound   float64         `json:"kvMeanToBound"`
+	NVLinkToBound   float64         `json:"nvlinkShareToBound"`
+	KVMeanToOptimum float64         `json:"kvMeanToOptimum,omitempty"`
 }
 
 // Ratios compare an alternative with tandem: above 1 means tandem is better
@@ -186,6 +197,7 @@ func (o opts) run() error {
 	a := bench.Analyzer{Model: topology.DefaultCostModel(), KVBytes: wl.KVBytes(), SmallestEngine: wl.SmallestEngine()}
 	rep := Report{Cluster: name, Nodes: len(nodes), GPUs: gpus, HeldGPUs: held, HeldShare: o.held, Seed: o.seed,
 		Workload: wl, KVBytes: wl.KVBytes(), Ratios: map[string]Ratios{}}
+	rep.Bound = a.Bound(nodes, wl.Instances())
 	step("exact optimum (at most %d GPU nodes and %d instances)", bench.MaxOptimumNodes, bench.MaxOptimumInstances)
 	if opt, err := a.Optimum(nodes, wl.Instances(), o.budget); err != nil {
 		rep.Skipped = err.Error()
@@ -212,6 +224,13 @@ func (o opts) run() error {
 		h := res.Attempts["scheduled"]
 		r.AttemptP50, r.AttemptP99 = h.QuantileDuration(0.5), h.QuantileDuration(0.99)
 		r.Unschedulble = res.Attempts["unschedulable"].Count
+		r.NVLinkShare = a.NVLinkShare(r.Quality)
+		r.Bound = rep.Bound.Over(a, r.Quality)
+		r.KVMeanToBound = ratio(float64(r.Quality.MeanTransfer), float64(r.Bound.Mean))
+		r.NVLinkToBound = ratio(r.NVLinkShare, r.Bound.NVLinkShare)
+		if rep.Optimum != nil {
+			r.KVMeanToOptimum = ratio(float64(r.Quality.MeanTransfer), float64(rep.Optimum.Mean))
+		}
 		rep.Runs = append(rep.Runs, r)
 		step("[%s] done: %d/%d bound, %.1f pods/s, mean KV transfer %s", p, res.Scheduled, len(res.Pods), res.Throughput, bench.Millis(r.Quality.MeanTransfer))
 		if res.NotProfiled != "" {
@@ -331,6 +350,13 @@ func print(w io.Writer, rep Report) {
 	tw.Flush()
 	fmt.Fprintln(w)
 
+	b := rep.Bound
+	fmt.Fprintf(w, "Lower bound (each decode alone with one prefill of its instance on the GPUs free at the start): mean KV transfer %s, NVLink share at most %.0f%%, over %d decodes",
+		bench.Millis(b.Mean), 100*b.NVLinkShare, b.Decodes)
+	if b.Infeasible > 0 {
+		fmt.Fprintf(w, "; %d decodes can be paired nowhere", b.Infeasible)
+	}
+	fmt.Fprintln(w, ".")
 	if rep.Optimum != nil {
 		opt := rep.Optimum
 		proven := "proven"
@@ -339,14 +365,25 @@ func print(w io.Writer, rep Report) {
 		}
 		fmt.Fprintf(w, "Offline optimum (%s, %d search nodes): %d instances left out (%d GPUs), mean KV transfer %s over %d decodes.\n",
 			proven, opt.Expansions, opt.Unplaced, opt.UnplacedGPUs, bench.Millis(opt.Mean), opt.Decodes)
-		for _, r := range rep.Runs {
-			if opt.Mean > 0 {
-				fmt.Fprintf(w, "  %-28s mean KV transfer %.2f× the optimum's, %d pods pending\n", r.Profile, float64(r.Quality.MeanTransfer)/float64(opt.Mean), r.Quality.Pending)
-			}
-		}
 	} else {
 		fmt.Fprintf(w, "Offline optimum skipped: %s.\n", rep.Skipped)
 	}
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "profile\tKV mean\tbound on its decodes\tmean ÷ bound\tNVLink share\tbound share\tshare ÷ bound\t")
+	if rep.Optimum != nil {
+		fmt.Fprint(tw, "mean ÷ optimum\t")
+	}
+	fmt.Fprint(tw, "pending\t\n")
+	for _, r := range rep.Runs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f%%\t%.0f%%\t%s\t", r.Profile, bench.Millis(r.Quality.MeanTransfer), bench.Millis(r.Bound.Mean),
+			orDash(r.Bound.Mean > 0, "%.2f×", r.KVMeanToBound), 100*r.NVLinkShare, 100*r.Bound.NVLinkShare,
+			orDash(r.Bound.NVLinkShare > 0, "%.2f", r.NVLinkToBound))
+		if rep.Optimum != nil {
+			fmt.Fprintf(tw, "%s\t", orDash(rep.Optimum.Mean > 0, "%.2f×", r.KVMeanToOptimum))
+		}
+		fmt.Fprintf(tw, "%d\t\n", r.Quality.Pending)
+	}
+	tw.Flush()
 
 	if len(rep.Ratios) > 0 {
 		fmt.Fprintln(w, "\nTandem versus each alternative (above 1: tandem is better by that factor):")
@@ -369,6 +406,14 @@ func times(x float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.2f×", x)
+}
+
+// orDash renders x when it is defined.
+func orDash(defined bool, format string, x float64) string {
+	if !defined {
+		return "-"
+	}
+	return fmt.Sprintf(format, x)
 }
 
 func seconds(d time.Duration) string {

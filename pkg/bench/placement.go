@@ -123,6 +123,7 @@ func HeldGPUs(nodes []Node) int {
 // Pair is a decode and the nearest bound prefill of its instance.
 type Pair struct {
 	Decode   string             `json:"decode"`
+	Instance string             `json:"instance"`
 	Prefill  string             `json:"prefill,omitempty"`
 	Class    topology.PathClass `json:"class"`
 	Transfer time.Duration      `json:"transferNanos"`
@@ -202,7 +203,7 @@ func (a Analyzer) Analyze(nodes []Node, pods []Pod) Quality {
 		if d.Role != RoleDecode || d.Node == "" {
 			continue
 		}
-		pair := Pair{Decode: d.Name, Class: PathClassUnpaired, Transfer: -1}
+		pair := Pair{Decode: d.Name, Instance: d.Instance, Class: PathClassUnpaired, Transfer: -1}
 		for _, p := range prefills[d.Instance] {
 			pn, dn := byName[p.Node], byName[d.Node]
 			if pn == nil || dn == nil {
