@@ -275,3 +275,38 @@ func TestGenerateCluster(t *testing.T) {
 	require.Len(t, spines, 2)
 	require.Equal(t, 3, racks) // 16 + 18 + 16 + 18 + 16 + 16 (cut short)
 }
+
+func TestExampleWorkloadsMixSizesAndModes(t *testing.T) {
+	read := func(name string) *Workload {
+		data, err := os.ReadFile(filepath.Join("../../docs/examples", name))
+		require.NoError(t, err)
+		w, err := ParseWorkload(data)
+		require.NoError(t, err, name)
+		return w
+	}
+	mixed := read("workload-mixed.yaml")
+	differs, tp8 := false, false
+	for _, u := range mixed.Units {
+		require.Equal(t, ModeReplica, u.Mode, u.Name)
+		differs = differs || u.Prefill.GPUs != u.Decode.GPUs
+		tp8 = tp8 || u.Prefill.GPUs == 8
+	}
+	require.True(t, differs, "some unit's roles use different tensor-parallel sizes")
+	require.True(t, tp8)
+	require.Equal(t, 2, mixed.SmallestEngine())
+	// fill 0.7 of 414 free GPUs (592 less 178 held): about 290 asked.
+	scaled := mixed.Scaled(414)
+	require.InDelta(t, 0.7*414, scaled.GPUs(), 0.15*414)
+	for _, u := range scaled.Units {
+		require.GreaterOrEqual(t, u.Count, 1)
+	}
+
+	for _, u := range read("workload-pool.yaml").Units {
+		require.Equal(t, ModePool, u.Mode, u.Name)
+	}
+	modes := map[Mode]bool{}
+	for _, u := range read("workload-replica-and-pool.yaml").Units {
+		modes[u.Mode] = true
+	}
+	require.Equal(t, map[Mode]bool{ModeReplica: true, ModePool: true}, modes)
+}

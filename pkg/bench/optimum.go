@@ -41,7 +41,8 @@ type Optimum struct {
 // bound. Every instance is placed whole or not at all (replica mode
 // semantics; a pool is treated as one instance). A pod needs its GPUs on one
 // NVLink island of a node (the tightest that fits is used), as NVLinkTopo's
-// islandPolicy Required demands. Nodes without GPUs are ignored. It refuses
+// islandPolicy Required demands, among the GPUs not held before the
+// workload. Nodes without GPUs are ignored. It refuses
 // instances above MaxOptimumNodes GPU nodes or MaxOptimumInstances instances.
 func (a Analyzer) Optimum(nodes []Node, instances []Instance, budget int) (*Optimum, error) {
 	var gpuNodes []Node
@@ -100,11 +101,7 @@ func newSearch(a Analyzer, nodes []Node, instances []Instance, budget int) *sear
 			s.cost[i][j] = float64(a.Model.TransferTime(a.KVBytes, a.Class(nodes[i].Labels, nodes[j].Labels)))
 			s.minCost = math.Min(s.minCost, s.cost[i][j])
 		}
-		islands := nodes[i].Islands
-		if len(islands) == 0 {
-			islands = []int{nodes[i].GPUs}
-		}
-		s.free = append(s.free, append([]int(nil), islands...))
+		s.free = append(s.free, nodes[i].FreeIslands())
 	}
 	// Two nodes are interchangeable when swapping them changes no cost and
 	// they have the same islands.

@@ -47,17 +47,63 @@ type Node struct {
 	// Islands are the sizes of the node's NVLink islands; nil means one
 	// island of all its GPUs.
 	Islands []int
+	// Held is, per island (one entry when Islands is nil), how many of its
+	// GPUs pods outside the workload hold before it arrives; nil means none.
+	Held []int
 }
 
-// NodesOf converts a built cluster.
+// FreeIslands is each island's GPUs less those held.
+func (n Node) FreeIslands() []int {
+	islands := n.Islands
+	if len(islands) == 0 {
+		islands = []int{n.GPUs}
+	}
+	free := append([]int(nil), islands...)
+	for i := range free {
+		if i < len(n.Held) {
+			free[i] -= n.Held[i]
+		}
+	}
+	return free
+}
+
+// FreeGPUs is the node's GPUs less those held.
+func (n Node) FreeGPUs() int {
+	total := 0
+	for _, f := range n.FreeIslands() {
+		total += f
+	}
+	return total
+}
+
+// HeldGPUs is how many of the node's GPUs are held.
+func (n Node) HeldGPUs() int {
+	total := 0
+	for _, h := range n.Held {
+		total += h
+	}
+	return total
+}
+
+// NodesOf converts a built cluster, counting its holders' GPUs per island.
 func NodesOf(nodes []clusterdesc.Node) []Node {
 	out := make([]Node, 0, len(nodes))
 	for _, n := range nodes {
-		q := n.Node.Status.Capacity[clusterdesc.GPUResourceName]
-		node := Node{Name: n.Node.Name, Labels: n.Node.Labels, GPUs: int(q.Value())}
+		node := Node{Name: n.Node.Name, Labels: n.Node.Labels, GPUs: n.GPUCount()}
 		if n.Topology != nil {
 			for _, island := range n.Topology.Status.NVLinkIslands {
 				node.Islands = append(node.Islands, len(island.GPUs))
+			}
+		}
+		if held := n.Held(); len(held) > 0 {
+			islands := n.Islands()
+			node.Held = make([]int, max(len(islands), 1))
+			for i, island := range islands {
+				for _, g := range island {
+					if held[g] {
+						node.Held[i]++
+					}
+				}
 			}
 		}
 		out = append(out, node)
@@ -65,9 +111,19 @@ func NodesOf(nodes []clusterdesc.Node) []Node {
 	return out
 }
 
+// HeldGPUs is how many GPUs of nodes are held before the workload.
+func HeldGPUs(nodes []Node) int {
+	total := 0
+	for _, n := range nodes {
+		total += n.HeldGPUs()
+	}
+	return total
+}
+
 // Pair is a decode and the nearest bound prefill of its instance.
 type Pair struct {
 	Decode   string             `json:"decode"`
+	Instance string             `json:"instance"`
 	Prefill  string             `json:"prefill,omitempty"`
 	Class    topology.PathClass `json:"class"`
 	Transfer time.Duration      `json:"transferNanos"`
@@ -85,7 +141,8 @@ type Quality struct {
 	// time one request's KV cache takes from prefill to decode.
 	MeanTransfer time.Duration `json:"meanTransferNanos"`
 	P99Transfer  time.Duration `json:"p99TransferNanos"`
-	FreeGPUs     int           `json:"freeGPUs"`
+	// FreeGPUs are the GPUs neither the workload nor a holder uses.
+	FreeGPUs int `json:"freeGPUs"`
 	// StrandedGPUs are free GPUs no engine of the workload's smallest size
 	// can use (see Stranded).
 	StrandedGPUs int `json:"strandedGPUs"`
@@ -146,7 +203,7 @@ func (a Analyzer) Analyze(nodes []Node, pods []Pod) Quality {
 		if d.Role != RoleDecode || d.Node == "" {
 			continue
 		}
-		pair := Pair{Decode: d.Name, Class: PathClassUnpaired, Transfer: -1}
+		pair := Pair{Decode: d.Name, Instance: d.Instance, Class: PathClassUnpaired, Transfer: -1}
 		for _, p := range prefills[d.Instance] {
 			pn, dn := byName[p.Node], byName[d.Node]
 			if pn == nil || dn == nil {
@@ -192,19 +249,15 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 }
 
 // Stranded returns a node's free GPUs and how many of them no engine of
-// smallest GPUs can use. The bound pods' GPUs (used, one entry per pod) are
-// assumed taken island by island, each pod in the tightest island that
+// smallest GPUs can use. Held GPUs are not free. The bound pods' GPUs
+// (used, one entry per pod) are assumed taken island by island, each pod in the tightest island that
 // holds it, as NVLinkTopo and the NVIDIA device plugin choose them; a pod
 // that fits no single island takes GPUs from the fullest islands first.
 // Then every island's free GPUs beyond a multiple of smallest are stranded:
 // an island with 6 free GPUs strands 2 for TP=4 engines, and a node whose
 // islands are smaller than smallest strands all of its free GPUs.
 func Stranded(n Node, used []int, smallest int) (free, stranded int) {
-	islands := n.Islands
-	if len(islands) == 0 {
-		islands = []int{n.GPUs}
-	}
-	left := append([]int(nil), islands...)
+	left := n.FreeIslands()
 	sorted := append([]int(nil), used...)
 	sort.Sort(sort.Reverse(sort.IntSlice(sorted)))
 	for _, g := range sorted {

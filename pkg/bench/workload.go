@@ -42,7 +42,8 @@ type Workload struct {
 	// PromptTokens is the prompt length of one request; default 4096.
 	PromptTokens int `json:"promptTokens,omitempty"`
 	// Fill, when set, scales every unit's count so that the workload asks for
-	// about this share of the cluster's GPUs; the counts give the mix.
+	// about this share of the cluster's free GPUs (those no other tenant
+	// holds); the counts give the mix.
 	Fill float64 `json:"fill,omitempty"`
 	// Units are the kinds of instance, created in this order.
 	Units []Unit `json:"units"`
@@ -197,15 +198,15 @@ func (w *Workload) SmallestEngine() int {
 }
 
 // Scaled returns a copy whose counts are scaled so that it asks for about
-// Fill of clusterGPUs; without Fill, an unchanged copy. Every unit keeps at
-// least one instance.
-func (w *Workload) Scaled(clusterGPUs int) *Workload {
+// Fill of freeGPUs, the GPUs no other tenant holds; without Fill, an
+// unchanged copy. Every unit keeps at least one instance.
+func (w *Workload) Scaled(freeGPUs int) *Workload {
 	out := *w
 	out.Units = append([]Unit(nil), w.Units...)
 	if w.Fill == 0 || w.GPUs() == 0 {
 		return &out
 	}
-	factor := w.Fill * float64(clusterGPUs) / float64(w.GPUs())
+	factor := w.Fill * float64(freeGPUs) / float64(w.GPUs())
 	for i := range out.Units {
 		out.Units[i].Count = max(1, int(math.Floor(float64(out.Units[i].Count)*factor)))
 	}

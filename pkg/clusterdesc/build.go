@@ -25,6 +25,10 @@ const GPUResourceName v1.ResourceName = "nvidia.com/gpu"
 type Node struct {
 	Node     *v1.Node
 	Topology *topologyv1alpha1.NodeTopology
+	// Holders are pods outside the workload holding some of its GPUs: the
+	// group's allocatedGPUs, and whatever Hold added. Create does not create
+	// them; CreateHolders does.
+	Holders []Holder
 }
 
 // Build makes every node of the cluster; heartbeats are relative to now.
@@ -75,17 +79,22 @@ func (g NodeGroup) build(name string, now time.Time) Node {
 			Conditions:  []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue, LastHeartbeatTime: metav1.NewTime(now)}},
 		},
 	}
+	out := Node{Node: node}
+	if s.gpus > 0 && len(g.AllocatedGPUs) > 0 {
+		out.Holders = []Holder{{Name: holderName(name), GPUs: slices.Clone(g.AllocatedGPUs)}}
+	}
 	if s.gpus == 0 || g.Topology == TopologyMissing {
-		return Node{Node: node}
+		return out
 	}
 	heartbeat := now
 	if g.Topology == TopologyStale {
 		heartbeat = now.Add(-staleAge)
 	}
-	return Node{Node: node, Topology: &topologyv1alpha1.NodeTopology{
+	out.Topology = &topologyv1alpha1.NodeTopology{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Status:     g.topologyStatus(name, s, nvlinkDomain, heartbeat),
-	}}
+	}
+	return out
 }
 
 func (g NodeGroup) topologyStatus(name string, s shape, nvlinkDomain string, heartbeat time.Time) topologyv1alpha1.NodeTopologyStatus {
@@ -151,9 +160,6 @@ func (g NodeGroup) topologyStatus(name string, s shape, nvlinkDomain string, hea
 	}
 	return st
 }
-
-// HolderPod is the pod a node's AllocatedGPUs are reported held by.
-func HolderPod(node string) string { return "other-tenant/holder-" + node }
 
 func migMode(enabled bool) topologyv1alpha1.MIGMode {
 	if enabled {

@@ -51,7 +51,8 @@ type NodeGroup struct {
 	// GPUDirectBroken marks the nodes' GPUDirect RDMA checks as failed.
 	GPUDirectBroken bool `json:"gpuDirectBroken,omitempty"`
 	// AllocatedGPUs are GPU indexes the kubelet reports held by a pod
-	// outside the described workload.
+	// outside the described workload (HolderPod): listed in the
+	// NodeTopology's gpuAllocations, and a Holder of the built node.
 	AllocatedGPUs []int32 `json:"allocatedGPUs,omitempty"`
 	// MIGGPUs are GPU indexes in MIG mode.
 	MIGGPUs []int32 `json:"migGPUs,omitempty"`

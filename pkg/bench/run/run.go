@@ -1,17 +1,25 @@
 // Package run places a benchmark workload on a fresh in-process control plane
-// with one scheduler configuration, and measures what scheduler_perf
-// measures (throughput, scheduling attempt latency) along with where every
-// pod landed. The demo and cmd/bench both use it.
+// with one scheduler configuration, and measures the scheduler's capacity:
+// every workload pod exists before the scheduler starts, and throughput,
+// CPU per pod and scheduling attempt latency are taken over the window from
+// the first binding to the last, along with where every pod landed. The
+// demo and cmd/bench both use it.
 package run
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -75,6 +83,13 @@ type Options struct {
 	// scheduler_perf lifts it to 5000 so that it measures the scheduler,
 	// not the limiter.
 	SchedulerQPS float32
+	// HeldShare is the share of the cluster's GPUs that pods of another
+	// tenant hold before the workload (bench.HoldGPUs), placed by Seed.
+	HeldShare float64
+	Seed      uint64
+	// CPUProfile, when set, names the files the run's CPU profile segments
+	// are written to: cpu.pprof becomes cpu.000.pprof, cpu.001.pprof, ...
+	CPUProfile string
 	// Log receives the control plane's logs.
 	Log io.Writer
 	// Step reports progress.
@@ -86,10 +101,33 @@ type Result struct {
 	Profile Profile      `json:"profile"`
 	Nodes   []bench.Node `json:"-"`
 	Pods    []bench.Pod  `json:"-"`
-	// Elapsed is from the first pod created to the last pod bound.
-	Elapsed    time.Duration `json:"elapsedNanos"`
-	Scheduled  int           `json:"scheduled"`
-	Throughput float64       `json:"throughputPodsPerSecond"`
+	// HeldGPUs are the GPUs other tenants' pods hold before the workload.
+	HeldGPUs  int `json:"heldGPUs"`
+	Scheduled int `json:"scheduled"`
+	// FirstBinding is from the scheduler's start, when every workload pod
+	// exists already, to the first binding the pod informer sees.
+	FirstBinding time.Duration `json:"firstBindingNanos"`
+	// Window is from the first binding to the last: the measured window.
+	Window time.Duration `json:"windowNanos"`
+	// Throughput is Scheduled ÷ Window, in pods per second; 0 with fewer
+	// than two bindings.
+	Throughput float64 `json:"throughputPodsPerSecond"`
+	// ProcessCPU is the user and system CPU time of the whole process
+	// (etcd, kube-apiserver, scheduler and the benchmark's informer all run
+	// in it) over the window, and ProcessCPUPerPod that ÷ Scheduled.
+	ProcessCPU       time.Duration `json:"processCPUNanos"`
+	ProcessCPUPerPod time.Duration `json:"processCPUPerPodNanos"`
+	// SchedulerCPUPerPod is the part of ProcessCPU spent in goroutines the
+	// scheduler started, ÷ Scheduled, and SchedulerCPUShare that part of
+	// ProcessCPU: a CPU profile runs in one-second segments, and each
+	// segment's share of samples in the scheduler's goroutines is applied to
+	// the process CPU time of the part of the segment inside the window.
+	// Profiled is false when that could not be done, and NotProfiled says
+	// why.
+	Profiled           bool          `json:"profiled"`
+	NotProfiled        string        `json:"notProfiled,omitempty"`
+	SchedulerCPUShare  float64       `json:"schedulerCPUShare"`
+	SchedulerCPUPerPod time.Duration `json:"schedulerCPUPerPodNanos"`
 	// Attempts are the scheduling attempt latencies of this run, by result
 	// (scheduled, unschedulable, error).
 	Attempts map[string]bench.Histogram `json:"attempts"`
@@ -128,9 +166,21 @@ func run(ctx context.Context, tb *controlplane.ProcessTB, o Options) (*Result, e
 	cp := controlplane.StartControlPlane(tb)
 	now := time.Now()
 	built := o.Cluster.Build(now)
+	if o.HeldShare > 0 {
+		if _, err := bench.HoldGPUs(built, o.HeldShare, o.Seed); err != nil {
+			return nil, err
+		}
+	}
 	o.Step("[%s] creating %d nodes and their NodeTopology objects", o.Profile, len(built))
 	if err := createNodes(ctx, cp, built); err != nil {
 		return nil, err
+	}
+	holders := clusterdesc.HolderPods(built)
+	if len(holders) > 0 {
+		o.Step("[%s] creating %d pods of another tenant, bound already, holding %d GPUs", o.Profile, len(holders), bench.HeldGPUs(bench.NodesOf(built)))
+		if err := clusterdesc.CreateHolders(ctx, cp.Client, built); err != nil {
+			return nil, err
+		}
 	}
 	instances := o.Workload.Instances()
 	if err := createPodGroups(ctx, cp, instances); err != nil {
@@ -146,23 +196,12 @@ func run(ctx context.Context, tb *controlplane.ProcessTB, o Options) (*Result, e
 			return nil, err
 		}
 	}
-	o.Step("[%s] starting the scheduler (profile %s)", o.Profile, schedulerName)
-	// Heartbeats were written at now: the scheduler's clock stays there, so
-	// a long run does not see its agents go stale.
-	if err := startScheduler(tb, cp, config, testingclock.NewFakePassiveClock(now), o.SchedulerQPS); err != nil {
-		return nil, err
-	}
 
 	watcher, err := watchBindings(ctx, cp)
 	if err != nil {
 		return nil, err
 	}
 	defer watcher.stop()
-	before, err := attempts(schedulerName)
-	if err != nil {
-		return nil, err
-	}
-
 	var pods []*v1.Pod
 	var want []bench.Pod
 	for _, in := range instances {
@@ -171,21 +210,53 @@ func run(ctx context.Context, tb *controlplane.ProcessTB, o Options) (*Result, e
 			want = append(want, p)
 		}
 	}
-	o.Step("[%s] creating %d pods of %d instances", o.Profile, len(pods), len(instances))
-	start := time.Now()
+	// Every pod exists before the scheduler starts, so that throughput is
+	// the scheduler's capacity, not the rate the pods are created at.
+	o.Step("[%s] creating %d pods of %d instances, with no scheduler running", o.Profile, len(pods), len(instances))
 	if err := createPods(ctx, cp, pods); err != nil {
 		return nil, err
 	}
+	if err := watcher.waitSeen(ctx, len(pods), time.Minute); err != nil {
+		return nil, err
+	}
+	if early := watcher.bound(); len(early) > 0 {
+		names := slices.Sorted(maps.Keys(early))
+		return nil, fmt.Errorf("%d pods are bound before the scheduler started, pod %s/%s to node %s first", len(names), Namespace, names[0], early[names[0]])
+	}
+	before, err := attempts(schedulerName)
+	if err != nil {
+		return nil, err
+	}
+
+	// The profile runs from before the scheduler starts, in segments whose
+	// process CPU time is known, so that the scheduler's share of each can
+	// be applied to the part of it inside the window.
+	prof := startSegments(time.Second)
+	o.Step("[%s] starting the scheduler (profile %s); the clock starts now", o.Profile, schedulerName)
+	start := time.Now()
+	watcher.startClock(start)
+	// Heartbeats were written at now: the scheduler's clock stays there, so
+	// a long run does not see its agents go stale. Every goroutine the
+	// scheduler starts carries the label, which attributes its CPU samples.
+	pprof.Do(ctx, pprof.Labels(cpuLabelKey, cpuLabelScheduler), func(context.Context) {
+		err = startScheduler(tb, cp, config, testingclock.NewFakePassiveClock(now), o.SchedulerQPS)
+	})
+	if err != nil {
+		prof.stop()
+		return nil, err
+	}
 	o.Step("[%s] waiting for the scheduler (pods still unbound after %s without a binding count as pending)", o.Profile, o.Settle)
-	last := watcher.wait(ctx, len(pods), o.Settle, o.Timeout, func(bound int) {
+	watcher.wait(ctx, len(pods), o.Settle, o.Timeout, func(bound int) {
 		o.Step("[%s] %d/%d pods bound", o.Profile, bound, len(pods))
 	})
+	segments, profErr := prof.stop()
 	after, err := attempts(schedulerName)
 	if err != nil {
 		return nil, err
 	}
 
 	res := &Result{Profile: o.Profile, Nodes: bench.NodesOf(built), Attempts: map[string]bench.Histogram{}}
+	res.HeldGPUs = bench.HeldGPUs(res.Nodes)
 	bound := watcher.bound()
 	for _, p := range want {
 		p.Node = bound[p.Name]
@@ -194,9 +265,45 @@ func run(ctx context.Context, tb *controlplane.ProcessTB, o Options) (*Result, e
 		}
 		res.Pods = append(res.Pods, p)
 	}
+	w := watcher.window()
 	if res.Scheduled > 0 {
-		res.Elapsed = last.Sub(start)
-		res.Throughput = float64(res.Scheduled) / res.Elapsed.Seconds()
+		res.FirstBinding = w.first.Sub(start)
+	}
+	if res.Scheduled > 1 {
+		res.Window = w.last.Sub(w.first)
+		res.Throughput = float64(res.Scheduled) / res.Window.Seconds()
+		res.ProcessCPU = w.lastCPU - w.firstCPU
+		res.ProcessCPUPerPod = res.ProcessCPU / time.Duration(res.Scheduled)
+	}
+	switch {
+	case profErr != nil:
+		res.NotProfiled = profErr.Error()
+	case res.Scheduled < 2:
+		res.NotProfiled = "fewer than two bindings: no window"
+	default:
+		var segs []bench.CPUSegment
+		for _, seg := range segments {
+			segs = append(segs, seg.CPUSegment)
+		}
+		sched, sampled := bench.LabeledCPUIn(segs, bench.CPUPoint{Time: w.first, CPU: w.firstCPU}, bench.CPUPoint{Time: w.last, CPU: w.lastCPU})
+		if sampled < minProfiled {
+			res.NotProfiled = fmt.Sprintf("the profile segments covering the window hold %s of CPU samples, fewer than %s: too few to attribute", sampled, minProfiled)
+			break
+		}
+		res.Profiled = true
+		if res.ProcessCPU > 0 {
+			res.SchedulerCPUShare = float64(sched) / float64(res.ProcessCPU)
+		}
+		res.SchedulerCPUPerPod = sched / time.Duration(res.Scheduled)
+	}
+	if o.CPUProfile != "" {
+		ext := filepath.Ext(o.CPUProfile)
+		for i, seg := range segments {
+			path := fmt.Sprintf("%s.%03d%s", strings.TrimSuffix(o.CPUProfile, ext), i, ext)
+			if err := os.WriteFile(path, seg.profile, 0o644); err != nil {
+				return nil, fmt.Errorf("writing the CPU profile: %w", err)
+			}
+		}
 	}
 	for result, h := range after {
 		d, err := h.Sub(before[result])
@@ -206,6 +313,84 @@ func run(ctx context.Context, tb *controlplane.ProcessTB, o Options) (*Result, e
 		res.Attempts[result] = d
 	}
 	return res, nil
+}
+
+// The pprof label on the scheduler's goroutines.
+const (
+	cpuLabelKey       = "tandem.bench/component"
+	cpuLabelScheduler = "scheduler"
+)
+
+// minProfiled is the least CPU time the profile segments covering the
+// window must have sampled (20 samples at runtime/pprof's 100 Hz) to
+// attribute a share.
+const minProfiled = 200 * time.Millisecond
+
+// cpuSegment is one CPU profile of the process and what it says.
+type cpuSegment struct {
+	bench.CPUSegment
+	profile []byte
+}
+
+// cpuSegments profiles the process in back-to-back segments until stopped.
+type cpuSegments struct {
+	stopc chan struct{}
+	done  chan struct{}
+	segs  []cpuSegment
+	err   error
+}
+
+func startSegments(length time.Duration) *cpuSegments {
+	c := &cpuSegments{stopc: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		t0, cpu0 := time.Now(), processCPU()
+		for {
+			var buf bytes.Buffer
+			if err := pprof.StartCPUProfile(&buf); err != nil {
+				c.err = fmt.Errorf("no CPU profile: %w", err)
+				return
+			}
+			stopping := false
+			select {
+			case <-time.After(length):
+			case <-c.stopc:
+				stopping = true
+			}
+			pprof.StopCPUProfile()
+			t1, cpu1 := time.Now(), processCPU()
+			labeled, sampled, err := bench.LabeledCPU(buf.Bytes(), cpuLabelKey, cpuLabelScheduler)
+			if err != nil {
+				c.err = err
+				return
+			}
+			c.segs = append(c.segs, cpuSegment{
+				CPUSegment: bench.CPUSegment{Start: t0, End: t1, StartCPU: cpu0, EndCPU: cpu1, Labeled: labeled, Sampled: sampled},
+				profile:    buf.Bytes(),
+			})
+			if stopping {
+				return
+			}
+			t0, cpu0 = t1, cpu1
+		}
+	}()
+	return c
+}
+
+// stop ends the profiling and returns the segments.
+func (c *cpuSegments) stop() ([]cpuSegment, error) {
+	close(c.stopc)
+	<-c.done
+	return c.segs, c.err
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 const defaultConfig = `apiVersion: kubescheduler.config.k8s.io/v1
@@ -331,29 +516,48 @@ func createPods(ctx context.Context, cp *controlplane.ControlPlane, pods []*v1.P
 	return err
 }
 
-// bindingWatcher records when each pod was first seen bound.
+// bindingWatcher records when each pod was first seen bound, and the
+// process's CPU time at the first and the latest binding.
 type bindingWatcher struct {
-	mu     sync.Mutex
-	nodes  map[string]string
-	last   time.Time
+	mu    sync.Mutex
+	nodes map[string]string
+	seen  map[string]bool
+	// clock is set when the scheduler starts; bindings seen before it do
+	// not open the window.
+	clock  time.Time
+	w      bindingWindow
 	change chan struct{}
 	cancel context.CancelFunc
 }
 
+// bindingWindow is the first and the latest binding, with the process's
+// CPU time at each.
+type bindingWindow struct {
+	first, last       time.Time
+	firstCPU, lastCPU time.Duration
+}
+
 func watchBindings(ctx context.Context, cp *controlplane.ControlPlane) (*bindingWatcher, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	w := &bindingWatcher{nodes: map[string]string{}, change: make(chan struct{}, 1), cancel: cancel}
+	w := &bindingWatcher{nodes: map[string]string{}, seen: map[string]bool{}, change: make(chan struct{}, 1), cancel: cancel}
 	factory := informers.NewSharedInformerFactoryWithOptions(cp.Client, 0, informers.WithNamespace(Namespace))
 	inf := factory.Core().V1().Pods().Informer()
 	record := func(obj any) {
 		pod, ok := obj.(*v1.Pod)
-		if !ok || pod.Spec.NodeName == "" {
+		if !ok {
 			return
 		}
 		w.mu.Lock()
-		if _, seen := w.nodes[pod.Name]; !seen {
+		w.seen[pod.Name] = true
+		if _, bound := w.nodes[pod.Name]; !bound && pod.Spec.NodeName != "" {
 			w.nodes[pod.Name] = pod.Spec.NodeName
-			w.last = time.Now()
+			if !w.clock.IsZero() {
+				now, cpu := time.Now(), processCPU()
+				if w.w.first.IsZero() {
+					w.w.first, w.w.firstCPU = now, cpu
+				}
+				w.w.last, w.w.lastCPU = now, cpu
+			}
 		}
 		w.mu.Unlock()
 		select {
@@ -378,6 +582,19 @@ func watchBindings(ctx context.Context, cp *controlplane.ControlPlane) (*binding
 
 func (w *bindingWatcher) stop() { w.cancel() }
 
+// startClock opens the window to bindings from t on.
+func (w *bindingWatcher) startClock(t time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.clock = t
+}
+
+func (w *bindingWatcher) window() bindingWindow {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w
+}
+
 func (w *bindingWatcher) bound() map[string]string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -388,10 +605,32 @@ func (w *bindingWatcher) bound() map[string]string {
 	return out
 }
 
-// wait returns the time of the last binding once all want pods are bound,
-// no pod bound for settle, or timeout passed. progress is called every few
-// seconds while the count changes.
-func (w *bindingWatcher) wait(ctx context.Context, want int, settle, timeout time.Duration, progress func(bound int)) time.Time {
+// waitSeen waits until the informer has seen want pods.
+func (w *bindingWatcher) waitSeen(ctx context.Context, want int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		w.mu.Lock()
+		n := len(w.seen)
+		w.mu.Unlock()
+		if n >= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the pod informer saw %d of the %d pods created within %s", n, want, timeout)
+		}
+		select {
+		case <-w.change:
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// wait returns once all want pods are bound, no pod bound for settle, or
+// timeout passed. progress is called every few seconds while the count
+// changes.
+func (w *bindingWatcher) wait(ctx context.Context, want int, settle, timeout time.Duration, progress func(bound int)) {
 	deadline := time.After(timeout)
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
@@ -399,13 +638,13 @@ func (w *bindingWatcher) wait(ctx context.Context, want int, settle, timeout tim
 	lastCount, printed := -1, 0
 	for {
 		w.mu.Lock()
-		n, last := len(w.nodes), w.last
+		n := len(w.nodes)
 		w.mu.Unlock()
 		if n != lastCount {
 			lastCount, quietSince = n, time.Now()
 		}
 		if n >= want || time.Since(quietSince) >= settle {
-			return last
+			return
 		}
 		select {
 		case <-w.change:
@@ -415,9 +654,9 @@ func (w *bindingWatcher) wait(ctx context.Context, want int, settle, timeout tim
 				printed = n
 			}
 		case <-deadline:
-			return last
+			return
 		case <-ctx.Done():
-			return last
+			return
 		}
 	}
 }
