@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"k8s.io/component-base/configz"
@@ -48,9 +49,19 @@ type SchedulerOptions struct {
 // StartSchedulerWith is StartScheduler with options.
 func (cp *ControlPlane) StartSchedulerWith(tb ktesting.TB, configPath string, clk clock.PassiveClock, o SchedulerOptions) error {
 	tb.Helper()
+	_, err := cp.StartStoppableScheduler(tb, configPath, clk, o)
+	return err
+}
+
+// StartStoppableScheduler is StartSchedulerWith that also returns a function
+// stopping the scheduler at once, as a crash would: pods waiting in Permit
+// are never bound. Calling it more than once, or letting cleanup call it
+// again, is harmless.
+func (cp *ControlPlane) StartStoppableScheduler(tb ktesting.TB, configPath string, clk clock.PassiveClock, o SchedulerOptions) (stop func(), err error) {
+	tb.Helper()
 	path, err := cp.localSchedulerConfig(configPath, tb.TempDir(), o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	opts := options.NewOptions()
 	opts.ConfigFile = path
@@ -61,24 +72,29 @@ func (cp *ControlPlane) StartSchedulerWith(tb ktesting.TB, configPath string, cl
 	cc, sched, err := app.Setup(ctx, opts, scheduler.PluginOptions(clk)...)
 	if err != nil {
 		cancel()
-		return err
+		return nil, err
 	}
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx, cc, sched) }()
-	tb.Cleanup(func() {
-		cancel()
-		<-done
-		// Run registers the scheduler's configuration under a process-wide
-		// name; the next scheduler in this process registers it again.
-		configz.Delete(configzName)
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			// Run registers the scheduler's configuration under a
+			// process-wide name; the next scheduler in this process
+			// registers it again.
+			configz.Delete(configzName)
+		})
+	}
+	tb.Cleanup(stop)
 	// Run returns early only when start-up fails.
 	select {
 	case err := <-done:
 		done <- err
-		return fmt.Errorf("scheduler exited at start-up: %w", err)
+		return nil, fmt.Errorf("scheduler exited at start-up: %w", err)
 	case <-time.After(time.Second):
-		return nil
+		return stop, nil
 	}
 }
 

@@ -4,12 +4,15 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 
 	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
 	"github.com/tandem-sched/tandem/internal/controlplane"
+	"github.com/tandem-sched/tandem/pkg/clusterdesc"
 	"github.com/tandem-sched/tandem/pkg/plugins/pdaffinity"
 	"github.com/tandem-sched/tandem/pkg/topology"
 )
@@ -113,7 +116,7 @@ func TestPlannedNodeTakenMeanwhileIsNotAStuckPod(t *testing.T) {
 	// both on one board. Then another tenant takes the rest of that board.
 	cp := startCluster(t, `
 nodes:
-- {name: n, count: 3, shape: hgx-h100, zone: z1, spine: s1, leaf: l1}
+- {name: gpu, count: 3, shape: hgx-h100, zone: z1, spine: s1, leaf: l1}
 `)
 	gate := func(p *v1.Pod) { p.Spec.SchedulingGates = []v1.PodSchedulingGate{{Name: "example.com/hold"}} }
 	unit := withLabels(pdaffinity.LabelUnitSize, "2")
@@ -148,5 +151,96 @@ nodes:
 	}
 	if l := nodeLabels(t, cp, node)[topology.LabelLeaf]; l != "l1" {
 		t.Errorf("decode bound on leaf %q", l)
+	}
+}
+
+func TestPodsThatNeedNoTopologyBindWithSeveralFeasibleNodes(t *testing.T) {
+	// Three nodes, none with a usable NodeTopology: a pod without GPUs and
+	// a plain 1-GPU pod have several feasible nodes, so Score runs, and
+	// Reserve must agree with Filter that they need no topology.
+	cp := startCluster(t, `
+nodes:
+- {name: missing, count: 2, shape: hgx-h100, zone: z1, spine: s1, leaf: l1, topology: missing}
+- {name: stale, shape: hgx-h100, zone: z1, spine: s1, leaf: l1, topology: stale}
+`)
+	createPod(t, cp, "router", 0)
+	createPod(t, cp, "one-gpu", 1)
+	waitForBinding(t, cp, "router")
+	waitForBinding(t, cp, "one-gpu")
+}
+
+func TestSchedulerRestartMidUnitLeavesNoHalfPlacedUnit(t *testing.T) {
+	desc, err := clusterdesc.Parse([]byte(`
+nodes:
+- {name: gpu, count: 4, shape: hgx-h100, zone: z1, spine: s1, leaf: l1}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := controlplane.StartControlPlane(t)
+	ctx := context.Background()
+	if err := clusterdesc.Create(ctx, cp.Client, cp.Tandem, desc.Build(time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	stop, err := cp.StartStoppableScheduler(t, controlplane.ShippedSchedulerConfig(), clock.RealClock{}, controlplane.SchedulerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A 2P2D unit whose last decode fits no node until a node is labelled
+	// for it: the first three pods are placed and wait in Permit for it.
+	createPodGroup(t, cp, "u", 4, 0)
+	pods := createUnit(t, cp, "u", 2, 1, 4, withLabels(pdaffinity.LabelPodGroup, "u"))
+	last := createPod(t, cp, "u-decode-1", 4, withLabels(pdaffinity.LabelRole, "decode", pdaffinity.LabelGroup, "u", pdaffinity.LabelPodGroup, "u"),
+		func(p *v1.Pod) { p.Spec.NodeSelector = map[string]string{"example.com/ready": "true"} })
+	pods = append(pods, last.Name)
+	waitForFailedScheduling(t, cp, last.Name)
+	time.Sleep(2 * time.Second)
+	stop()
+	requireNoneBound := func(stage string) {
+		t.Helper()
+		for _, p := range pods {
+			pod, err := cp.Client.CoreV1().Pods(namespace).Get(ctx, p, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pod.Spec.NodeName != "" {
+				t.Fatalf("%s: pod %s of a unit that is not whole was bound to %s", stage, p, pod.Spec.NodeName)
+			}
+		}
+	}
+	requireNoneBound("after the stop")
+
+	// A new scheduler starts from nothing but what the cluster says.
+	if _, err := cp.StartStoppableScheduler(t, controlplane.ShippedSchedulerConfig(), clock.RealClock{}, controlplane.SchedulerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	requireNoneBound("after the restart")
+	node, err := cp.Client.CoreV1().Nodes().Get(ctx, "gpu-3", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node.Labels["example.com/ready"] = "true"
+	if _, err := cp.Client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	placed := placements(t, cp, pods)
+	// No two of the unit's pods got the same GPUs: four TP=4 engines on
+	// 8-GPU boards, at most two per board.
+	perNode := map[string]int{}
+	for _, p := range pods {
+		pod, err := cp.Client.CoreV1().Pods(namespace).Get(ctx, p, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		perNode[pod.Spec.NodeName]++
+	}
+	for n, c := range perNode {
+		if c > 2 {
+			t.Errorf("node %s holds %d TP=4 engines on 8 GPUs", n, c)
+		}
+	}
+	if len(placed) != len(pods) {
+		t.Errorf("%d of %d pods placed", len(placed), len(pods))
 	}
 }

@@ -8,8 +8,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -18,12 +16,14 @@ import (
 	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
 )
 
-// EventsToRegister asks for a retry when a NodeTopology appears or changes
-// (a heartbeat refreshes it, a report frees GPUs), when a pod holding GPUs
-// goes away, and when a node is added.
+// EventsToRegister asks for a retry when a pod holding GPUs goes away and
+// when a node is added. NodeTopology events are not registered: the
+// scheduler would watch them through a second informer of its own, listing
+// every NodeTopology again at start-up. The placement model's informer
+// activates the waiting GPU pods instead, once the model has a report that
+// may help them (see NewFactory).
 func (pl *NVLinkTopo) EventsToRegister(_ context.Context) ([]fwk.ClusterEventWithHint, error) {
 	return []fwk.ClusterEventWithHint{
-		{Event: fwk.ClusterEvent{Resource: NodeTopologyResource, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: pl.isSchedulableAfterTopologyChange},
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}, QueueingHintFn: pl.isSchedulableAfterPodDeleted},
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add}},
 	}, nil
@@ -39,43 +39,6 @@ func (pl *NVLinkTopo) isSchedulableAfterPodDeleted(logger klog.Logger, pod *v1.P
 	}
 	logger.V(5).Info("A pod holding GPUs was deleted", "pod", klog.KObj(pod), "deleted", klog.KObj(deleted))
 	return fwk.Queue, nil
-}
-
-// isSchedulableAfterTopologyChange requeues on a NodeTopology event that
-// could help: a new or newly fresh topology, or any change beyond the
-// heartbeat. Heartbeats of an unchanged node, the bulk of all events, do not.
-func (pl *NVLinkTopo) isSchedulableAfterTopologyChange(logger klog.Logger, pod *v1.Pod, oldObj, newObj interface{}) (fwk.QueueingHint, error) {
-	old, err := asNodeTopology(oldObj)
-	if err != nil {
-		return fwk.Queue, err
-	}
-	nt, err := asNodeTopology(newObj)
-	if err != nil || nt == nil {
-		return fwk.Queue, err
-	}
-	if pl.topologyImproved(old, nt) {
-		logger.V(5).Info("NodeTopology changed in a way that may help", "pod", klog.KObj(pod), "node", nt.Name)
-		return fwk.Queue, nil
-	}
-	return fwk.QueueSkip, nil
-}
-
-// asNodeTopology reads an event object, typed or unstructured (the
-// scheduler watches custom resources through a dynamic informer).
-func asNodeTopology(obj interface{}) (*topologyv1alpha1.NodeTopology, error) {
-	switch o := obj.(type) {
-	case nil:
-		return nil, nil
-	case *topologyv1alpha1.NodeTopology:
-		return o, nil
-	case *unstructured.Unstructured:
-		nt := &topologyv1alpha1.NodeTopology{}
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, nt); err != nil {
-			return nil, fmt.Errorf("decoding NodeTopology %s: %w", o.GetName(), err)
-		}
-		return nt, nil
-	}
-	return nil, fmt.Errorf("expected a NodeTopology, got %T", obj)
 }
 
 // topologyImproved says whether going from old (nil when new) to nt could

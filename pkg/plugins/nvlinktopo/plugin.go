@@ -33,9 +33,6 @@ const Name = "NVLinkTopo"
 
 const preFilterStateKey fwk.StateKey = "PreFilter" + Name
 
-// NodeTopologyResource is how the scheduler names NodeTopology in cluster events.
-const NodeTopologyResource fwk.EventResource = "nodetopologies.v1alpha1." + topologyv1alpha1.GroupName
-
 // Pod annotations that override the plugin's args for one pod.
 const (
 	// AnnotationIslandPolicy: Required, Preferred or Ignore.
@@ -87,11 +84,9 @@ func NewFactory(src *topologysource.Source, clk clock.PassiveClock) frameworkrun
 			return nil, err
 		}
 		src.SetRequestReader(pl.requestOf, pl.Fresh)
-		// The scheduler requeues pods on NodeTopology events from an
-		// informer of its own, which may run ahead of the model; a pod
-		// retried before the model has the news would be rejected again
-		// and wait for the next flush. So once the model has taken in a
-		// report, the pods waiting on a better topology are activated too.
+		// Once the model has taken in a report that may help, the GPU
+		// pods waiting for a placement are activated: this is how a
+		// NodeTopology event requeues them (EventsToRegister).
 		logger := klog.FromContext(ctx).WithValues("plugin", Name)
 		src.OnReport(func(old, nt *topologyv1alpha1.NodeTopology) {
 			if pl.topologyImproved(old, nt) {
