@@ -37,6 +37,7 @@ func main() {
 	flag.StringVar(&o.workload, "workload", filepath.Join(controlplane.RepoRoot(), "docs", "examples", "workload.yaml"), "workload description YAML")
 	flag.StringVar(&o.profiles, "profiles", "all", "comma-separated profiles to run: "+profileNames()+", or all")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
+	flag.StringVar(&o.pairsOut, "pairs", "", "also write every profile's prefill→decode pairs (path class, modeled transfer) to this file, one JSON object a line")
 	flag.DurationVar(&o.settle, "settle", 20*time.Second, "once every pod is created, how long without a binding before the rest count as pending")
 	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "longest wait for bindings per profile")
 	qps := flag.Float64("scheduler-qps", 5000, "the scheduler's client QPS and burst (scheduler_perf uses 5000; kube-scheduler's default is 50)")
@@ -57,6 +58,7 @@ type opts struct {
 	nodes             int
 	cluster, workload string
 	profiles, jsonOut string
+	pairsOut          string
 	settle, timeout   time.Duration
 	qps               float32
 	budget            int
@@ -221,6 +223,11 @@ func (o opts) run() error {
 			return fmt.Errorf("profile %s: %d GPUs held, but %d when the run was planned", p, res.HeldGPUs, held)
 		}
 		r := RunReport{Result: res, Quality: a.Analyze(res.Nodes, res.Pods)}
+		if o.pairsOut != "" {
+			if err := writePairs(o.pairsOut, p, r.Quality.Pairs); err != nil {
+				return err
+			}
+		}
 		h := res.Attempts["scheduled"]
 		r.AttemptP50, r.AttemptP99 = h.QuantileDuration(0.5), h.QuantileDuration(0.99)
 		r.Unschedulble = res.Attempts["unschedulable"].Count
@@ -418,4 +425,23 @@ func orDash(defined bool, format string, x float64) string {
 
 func seconds(d time.Duration) string {
 	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+// writePairs appends one profile's pairs to path, a JSON object a line.
+func writePairs(path string, p run.Profile, pairs []bench.Pair) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("--pairs: %w", err)
+	}
+	enc := json.NewEncoder(f)
+	for _, pair := range pairs {
+		if err := enc.Encode(struct {
+			Profile run.Profile `json:"profile"`
+			bench.Pair
+		}{p, pair}); err != nil {
+			f.Close()
+			return fmt.Errorf("--pairs: %w", err)
+		}
+	}
+	return f.Close()
 }

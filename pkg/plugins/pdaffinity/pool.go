@@ -3,6 +3,7 @@ package pdaffinity
 import (
 	"context"
 	"fmt"
+	"math"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -12,6 +13,20 @@ import (
 	"github.com/tandem-sched/tandem/apis/config"
 	"github.com/tandem-sched/tandem/pkg/topology"
 )
+
+// maxPartners bounds the partners a pool's first pods leave room for.
+const maxPartners = 8
+
+// partnersPerPod is how many pods of the other role one pod of role serves
+// at the pool's prefill share: a 1:2 pool's prefill leaves room for two
+// decodes, its decode for one prefill.
+func partnersPerPod(role Role, prefillShare float64) int {
+	other := prefillShare / (1 - prefillShare)
+	if role == RolePrefill {
+		other = (1 - prefillShare) / prefillShare
+	}
+	return min(max(int(math.Round(other)), 1), maxPartners)
+}
 
 // Bounds of a pool pod's narrowed search: at most poolCandidates nodes, found
 // around at most poolTargets pods of the other role.
@@ -23,9 +38,10 @@ const (
 // poolCandidates narrows a pool pod's search to the nodes around the
 // group's pods of the other role that have room for it: those sharing the
 // finest level with one of them, widening a level only when that level has
-// no room. A pool whose other role has no pod placed yet goes where one pod
-// of that role can still join it: the plan of a pair. nil evaluates every
-// node (no model, or no room anywhere near).
+// no room. A pool whose other role has no pod placed yet goes where pods of
+// that role can still join it: the plan of the pod and its share of the
+// other role (the pool's ratio), each as large as the pod. nil evaluates
+// every node (no model, or no room anywhere near).
 func (pl *PDAffinity) poolCandidates(ctx context.Context, pod *v1.Pod, m Member, s *preFilterState) *framework.PreFilterResult {
 	if pl.domains == nil {
 		return nil
@@ -66,9 +82,11 @@ func (pl *PDAffinity) poolCandidates(ctx context.Context, pod *v1.Pod, m Member,
 		return nil
 	}
 	me := topology.UnitPod{Name: podKey(pod), Prefill: m.Role == RolePrefill, Request: req}
-	partner := topology.UnitPod{Name: fmt.Sprintf("%spartner", placeholderPrefix), Prefill: !me.Prefill, Request: req}
-	spec := topology.UnitSpec{Pods: []topology.UnitPod{me, partner}, RequiredLevel: -1,
+	spec := topology.UnitSpec{Pods: []topology.UnitPod{me}, RequiredLevel: -1,
 		ForbidSameNode: pl.args.SameNode == config.SameNodeForbid, Usable: pl.src.Fresh()}
+	for i := range partnersPerPod(m.Role, s.ratio) {
+		spec.Pods = append(spec.Pods, topology.UnitPod{Name: fmt.Sprintf("%spartner-%d", placeholderPrefix, i), Prefill: !me.Prefill, Request: req})
+	}
 	plan, err := pl.domains.PlanUnit(pl.model, spec)
 	if err != nil {
 		klog.FromContext(ctx).V(4).Info("No room for a pool's first pair", "pod", klog.KObj(pod), "err", err)
