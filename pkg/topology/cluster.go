@@ -285,19 +285,30 @@ type Domain struct {
 	// Free is the free GPUs outside MIG over all member nodes.
 	Free int
 	// largestCount counts member nodes by their freest island, so the
-	// largest free island is known without visiting the nodes.
+	// largest free island (largest) is known without visiting the nodes.
 	largestCount map[int]int
+	largest      int
 }
 
 // Largest is the most free GPUs on one NVLink island of any member node.
-func (d *Domain) Largest() int {
-	best := 0
-	for size, n := range d.largestCount {
-		if n > 0 && size > best {
-			best = size
+func (d *Domain) Largest() int { return d.largest }
+
+func (d *Domain) countLargest(size, delta int) {
+	n := d.largestCount[size] + delta
+	if n <= 0 {
+		delete(d.largestCount, size)
+	} else {
+		d.largestCount[size] = n
+	}
+	switch {
+	case delta > 0 && size > d.largest:
+		d.largest = size
+	case delta < 0 && n <= 0 && size == d.largest:
+		d.largest = 0
+		for s := range d.largestCount {
+			d.largest = max(d.largest, s)
 		}
 	}
-	return best
 }
 
 // placeOf is a node's place in one level list.
@@ -357,8 +368,8 @@ func (v *DomainIndex) update(n *nodeState) {
 			if oldID != "" && (old.free != p.free || old.largest != p.largest) {
 				d := v.domains[i][oldID]
 				v.reFree(d, d.Free-old.free+p.free)
-				d.largestCount[old.largest]--
-				d.largestCount[p.largest]++
+				d.countLargest(old.largest, -1)
+				d.countLargest(p.largest, +1)
 			}
 			continue
 		}
@@ -397,7 +408,7 @@ func (v *DomainIndex) join(level int, id, node string, p *placeOf) {
 	copy(d.nodes[i+1:], d.nodes[i:])
 	d.nodes[i] = node
 	v.reFree(d, d.Free+p.free)
-	d.largestCount[p.largest]++
+	d.countLargest(p.largest, +1)
 }
 
 func (v *DomainIndex) leave(level int, id, node string, p *placeOf) {
@@ -409,7 +420,7 @@ func (v *DomainIndex) leave(level int, id, node string, p *placeOf) {
 		d.nodes = append(d.nodes[:i], d.nodes[i+1:]...)
 	}
 	v.reFree(d, d.Free-p.free)
-	d.largestCount[p.largest]--
+	d.countLargest(p.largest, -1)
 	if len(d.nodes) == 0 {
 		v.dropFree(d)
 		delete(v.domains[level], id)
@@ -501,6 +512,9 @@ func (v *DomainIndex) DomainFree(level int, node string) (free, largest int, ok 
 	return d.Free, d.Largest(), true
 }
 
+// nodesNearScan bounds the nodes NodesNear looks at in one domain.
+const nodesNearScan = 512
+
 // NodesNear returns up to limit nodes, other than except, in the domain at
 // level holding node that have at least gpus free GPUs on one island,
 // tightest first.
@@ -517,7 +531,11 @@ func (v *DomainIndex) NodesNear(level int, node string, gpus, limit int, except 
 		largest int
 	}
 	var cands []cand
-	for _, name := range d.nodes {
+	// Look at a bounded stretch of the domain's nodes, starting at node's
+	// own place in it, so a zone of 50,000 nodes costs what a leaf does.
+	start := sort.SearchStrings(d.nodes, node)
+	for k := 0; k < len(d.nodes) && k < nodesNearScan; k++ {
+		name := d.nodes[(start+k)%len(d.nodes)]
 		if except != nil && except(name) {
 			continue
 		}

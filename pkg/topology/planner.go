@@ -212,11 +212,12 @@ func (p *planner) candidates(level int) []*Domain {
 	start := sort.SearchInts(keys, p.need)
 	var out, fallback []*Domain
 	inspected := 0
+	groups := p.subUnits()
 	for _, free := range keys[start:] {
 		for _, d := range v.byFree[level][free] {
 			inspected++
 			if d.Largest() >= p.maxPod {
-				if p.roomForSubUnits(d) {
+				if p.roomForSubUnits(d, groups) {
 					out = append(out, d)
 				} else if len(fallback) < PlanCandidatesPerLevel {
 					fallback = append(fallback, d)
@@ -244,9 +245,9 @@ func (p *planner) candidates(level int) []*Domain {
 // roomForSubUnits says whether the domain has a node with a free island for
 // each sub-unit, the cheap test that packing it may keep every pair on one
 // node's NVLink.
-func (p *planner) roomForSubUnits(d *Domain) bool {
-	groups := p.subUnits()
-	if len(groups) <= 1 {
+func (p *planner) roomForSubUnits(d *Domain, groups [][]int) bool {
+	if len(groups) <= 1 || d.Level == len(p.v.levels)-1 {
+		// On the finest level every pair shares the domain anyway.
 		return true
 	}
 	need := 0
