@@ -260,3 +260,45 @@ func requireAggregatesMatch(t *testing.T, c *topology.Cluster, v *topology.Domai
 		}
 	}
 }
+
+// Hardware unlike the HGX and NVL72 fixtures the planner was written for.
+func TestPlanOnNodesWithSmallIslands(t *testing.T) {
+	// H100 NVL: four NVLink-bridged pairs per node. A TP=2 prefill and
+	// TP=2 decode fit one node; a TP=4 engine fits no island at all.
+	_, v := clusterOf(t, `nodes:
+- {name: nvl, count: 2, shape: h100-nvl, zone: z1, spine: s1, leaf: l1}
+`)
+	plan, err := v.PlanUnit(topology.DefaultCostModel(), unit(unitPod("p", true, 2), unitPod("d", false, 2)))
+	require.NoError(t, err)
+	require.Equal(t, plan.Nodes["p"], plan.Nodes["d"])
+	_, err = v.PlanUnit(topology.DefaultCostModel(), unit(unitPod("p", true, 4), unitPod("d", false, 4)))
+	require.ErrorIs(t, err, topology.ErrNoRoom, "no island holds four GPUs")
+
+	// L40S has no NVLink at all: single GPUs only, and a pair pairs over
+	// whatever the node shares.
+	_, v = clusterOf(t, `nodes:
+- {name: l40s, count: 2, shape: l40s, zone: z1, spine: s1, leaf: l1}
+`)
+	plan, err = v.PlanUnit(topology.DefaultCostModel(), unit(unitPod("p", true, 1), unitPod("d", false, 1)))
+	require.NoError(t, err)
+	require.Len(t, plan.Nodes, 2)
+	_, err = v.PlanUnit(topology.DefaultCostModel(), unit(unitPod("p", true, 2), unitPod("d", false, 2)))
+	require.ErrorIs(t, err, topology.ErrNoRoom)
+}
+
+func TestPlanOnAMixedFleetWithoutLabels(t *testing.T) {
+	// Nodes without zone, spine or leaf labels (an on-prem cluster before
+	// anyone labelled it): the NVLink domain still holds a unit, and a unit
+	// too big for one has no common level to plan within.
+	_, v := clusterOf(t, `nodes:
+- {name: hgx, count: 2, shape: hgx-h100}
+- {name: tray, count: 4, shape: gb200-tray, nvlinkDomain: rack9}
+`)
+	spec := unit(unitPod("p0", true, 4), unitPod("p1", true, 4), unitPod("d0", false, 4), unitPod("d1", false, 4))
+	plan, err := v.PlanUnit(topology.DefaultCostModel(), spec)
+	require.NoError(t, err)
+	require.Equal(t, "rack9", plan.Domain, "16 GPUs fit only the rack's one NVLink domain")
+	big := unit(unitPod("p0", true, 8), unitPod("d0", false, 8), unitPod("p1", true, 8), unitPod("d1", false, 8), unitPod("p2", true, 8))
+	_, err = v.PlanUnit(topology.DefaultCostModel(), big)
+	require.ErrorIs(t, err, topology.ErrNoRoom, "the plugin then evaluates every node")
+}

@@ -2,6 +2,7 @@ package pdaffinity
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	schedcache "k8s.io/kubernetes/pkg/scheduler/backend/cache"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	plugintesting "k8s.io/kubernetes/pkg/scheduler/framework/plugins/testing"
+	st "k8s.io/kubernetes/pkg/scheduler/testing"
 
 	"github.com/tandem-sched/tandem/pkg/clusterdesc"
 	"github.com/tandem-sched/tandem/pkg/scheduler/topologysource"
@@ -210,4 +212,31 @@ func TestFirstPoolPodLeavesRoomForAPartner(t *testing.T) {
 			require.Less(t, mustScore(t, pl, state, p0, infos[n]), int64(framework.MaxNodeScore))
 		}
 	}
+}
+
+// Pods that carry only another stack's labels (an LWS DisaggregatedSet
+// slice, no tandem.dev labels, no PodGroup) are planned as one unit too.
+func TestPlanWithLWSLabels(t *testing.T) {
+	lws := func(name, role string, gpus int) *v1.Pod {
+		return st.MakePod().Name(name).Namespace("default").UID(name).Labels(map[string]string{
+			"disaggregatedset.x-k8s.io/role": role, "disaggregatedset.x-k8s.io/name": "llama",
+			"disaggregatedset.x-k8s.io/slice": "0",
+		}).Req(map[v1.ResourceName]string{"nvidia.com/gpu": fmt.Sprint(gpus)}).Obj()
+	}
+	p0, d0 := lws("llama-0-prefill-0", "prefill", 2), lws("llama-0-decode-0", "decode", 4)
+	pl, _, _ := newPlanningPlugin(t, p0, d0)
+	state := framework.NewCycleState()
+	result, status := pl.PreFilter(context.Background(), state, p0, nil)
+	require.True(t, status.IsSuccess(), status.Message())
+	require.NotNil(t, result)
+	s, err := readState(state)
+	require.NoError(t, err)
+	require.NotNil(t, s.planned)
+	require.Regexp(t, "^l2-", s.planned.node, "6 free GPUs on one board: only leaf l2 has them")
+	require.Nil(t, pl.Reserve(context.Background(), state, p0, s.planned.node))
+	state = framework.NewCycleState()
+	_, status = pl.PreFilter(context.Background(), state, d0, nil)
+	require.True(t, status.IsSuccess())
+	s2, _ := readState(state)
+	require.Equal(t, s.planned.node, s2.planned.node)
 }
