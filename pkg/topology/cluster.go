@@ -48,8 +48,7 @@ func NewCluster() *Cluster {
 	return &Cluster{nodes: map[string]*nodeState{}, podsAt: map[string]string{}}
 }
 
-// SetNodeLabels records a node's labels (its place in the topology); nil
-// labels with gone=true removes the node.
+// SetNodeLabels records a node's labels (its place in the topology).
 func (c *Cluster) SetNodeLabels(node string, labels map[string]string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -164,15 +163,16 @@ func (c *Cluster) Node(node string) (NodeView, bool) {
 	if !ok {
 		return NodeView{}, false
 	}
-	return n.viewLocked(), true
+	return n.viewLocked(true), true
 }
 
-func (n *nodeState) viewLocked() NodeView {
+// viewLocked copies the node's state; the used set only when asked for.
+func (n *nodeState) viewLocked(withUsed bool) NodeView {
 	v := NodeView{Reported: n.report != nil, Err: n.compileErr, GPUs: n.gpus}
 	if n.report != nil {
 		v.Heartbeat = n.report.Heartbeat
 	}
-	if n.used != nil {
+	if withUsed && n.used != nil {
 		v.Used = append(Used(nil), n.used...)
 	}
 	return v
@@ -183,40 +183,54 @@ func (n *nodeState) viewLocked() NodeView {
 func (c *Cluster) Fit(node string, req GPURequest) (fit Fit, unfit *Unfit, view NodeView, ok bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
+	return c.fitLocked(node, req)
+}
+
+func (c *Cluster) fitLocked(node string, req GPURequest) (Fit, *Unfit, NodeView, bool) {
 	n, found := c.nodes[node]
 	if !found {
 		return Fit{}, nil, NodeView{}, false
 	}
-	view = NodeView{Reported: n.report != nil, Err: n.compileErr, GPUs: n.gpus}
-	if n.report != nil {
-		view.Heartbeat = n.report.Heartbeat
-	}
+	view := n.viewLocked(false)
 	if n.gpus == nil || n.compileErr != nil {
 		return Fit{}, nil, view, false
 	}
-	fit, unfit = n.gpus.Fit(req, n.used)
+	fit, unfit := n.gpus.Fit(req, n.used)
 	return fit, unfit, view, true
 }
 
 // Reserve records that pod (UID uid, namespace/name name) takes the GPUs
 // its request fits on node, and returns them. It fits and records under one
-// lock, so two pods racing for the last island never both get it.
-func (c *Cluster) Reserve(uid, name, node string, req GPURequest) (Fit, *Unfit, error) {
+// lock, so two pods racing for the last island never both get it. trust
+// says why a node's state cannot be used ("" when it can); Reserve then
+// records nothing and returns that reason.
+func (c *Cluster) Reserve(uid, name, node string, req GPURequest, trust func(view NodeView, usable bool) string) (Fit, *Unfit, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n, ok := c.nodes[node]
-	if !ok || n.gpus == nil || n.compileErr != nil {
-		return Fit{}, nil, fmt.Errorf("node %s has no usable NodeTopology", node)
+	fit, unfit, view, usable := c.fitLocked(node, req)
+	if reason := trust(view, usable); reason != "" {
+		return Fit{}, nil, reason
 	}
-	fit, unfit := n.gpus.Fit(req, n.used)
 	if unfit != nil {
-		return fit, unfit, nil
+		return fit, unfit, ""
 	}
 	c.releaseLocked(uid)
+	n := c.nodes[node]
 	n.ledger[uid] = ledgerEntry{pod: name, gpus: fit.GPUs}
 	c.podsAt[uid] = node
 	c.updateLocked(n)
-	return fit, nil, nil
+	return fit, nil, ""
+}
+
+// Usable is the trust rule that accepts any node with a well-formed report.
+func Usable(view NodeView, usable bool) string {
+	switch {
+	case !view.Reported:
+		return "node has no report"
+	case !usable:
+		return fmt.Sprintf("node's report is malformed: %v", view.Err)
+	}
+	return ""
 }
 
 // Release forgets a pod's reservation: the placement was abandoned, or the

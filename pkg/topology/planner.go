@@ -127,7 +127,7 @@ func (p *planner) plan() (*Plan, error) {
 		for _, pod := range s.Pods {
 			nodes[pod.Name] = pod.Node
 		}
-		return p.result(nodes, -1, "", 0), nil
+		return p.result(nodes, -1, ""), nil
 	}
 
 	var best *Plan
@@ -149,7 +149,7 @@ func (p *planner) plan() (*Plan, error) {
 			if holdingLevel < 0 {
 				holdingLevel = level
 			}
-			plan := p.result(nodes, level, d.ID, 0)
+			plan := p.result(nodes, level, d.ID)
 			if best == nil || plan.Cost < best.Cost*(1-1e-9) {
 				best = plan
 			}
@@ -169,8 +169,8 @@ func (p *planner) plan() (*Plan, error) {
 }
 
 // result prices an assignment.
-func (p *planner) result(nodes map[string]string, level int, domain string, evaluated int) *Plan {
-	plan := &Plan{Nodes: nodes, LowerBound: p.lowerBound, Level: level, Domain: domain, Evaluated: evaluated}
+func (p *planner) result(nodes map[string]string, level int, domain string) *Plan {
+	plan := &Plan{Nodes: nodes, LowerBound: p.lowerBound, Level: level, Domain: domain}
 	for _, d := range p.spec.Pods {
 		if d.Prefill {
 			continue

@@ -54,8 +54,8 @@ func BenchmarkPlanUnit(b *testing.B) {
 				// Take the planned GPUs and give them back, so every
 				// iteration changes the aggregates as a real unit does.
 				for pod, node := range plan.Nodes {
-					if _, unfit, err := c.Reserve(pod, "ns/"+pod, node, req(4)); err != nil || unfit != nil {
-						b.Fatalf("reserving %s on %s: %v %v", pod, node, err, unfit)
+					if _, unfit, reason := c.Reserve(pod, "ns/"+pod, node, req(4), topology.Usable); reason != "" || unfit != nil {
+						b.Fatalf("reserving %s on %s: %s %v", pod, node, reason, unfit)
 					}
 				}
 				for pod := range plan.Nodes {

@@ -193,7 +193,7 @@ func TestDomainAggregatesStayCurrent(t *testing.T) {
 		switch op := rng.Intn(5); op {
 		case 0, 1:
 			uid := fmt.Sprint("pod-", step)
-			if _, unfit, err := c.Reserve(uid, "ns/"+uid, n.Node.Name, req(1+rng.Intn(4), island(topology.IslandPreferred))); err == nil && unfit == nil {
+			if _, unfit, reason := c.Reserve(uid, "ns/"+uid, n.Node.Name, req(1+rng.Intn(4), island(topology.IslandPreferred)), topology.Usable); reason == "" && unfit == nil {
 				reserved = append(reserved, uid)
 			}
 		case 2:

@@ -108,10 +108,8 @@ func (pl *NVLinkTopo) untrusted(view topology.NodeView, usable bool) string {
 	switch {
 	case !view.Reported:
 		return ReasonNoTopology
-	case view.Err != nil:
-		return fmt.Sprintf("%s: %v", reasonMalformed, view.Err)
 	case !usable:
-		return ReasonNoTopology
+		return fmt.Sprintf("%s: %v", reasonMalformed, view.Err)
 	}
 	return pl.staleReason(view.Heartbeat)
 }

@@ -18,17 +18,12 @@ func (pl *NVLinkTopo) Reserve(ctx context.Context, cycleState fwk.CycleState, po
 		// PreFilter skipped the pod: it has no GPUs to record.
 		return nil
 	}
-	_, _, view, ok := pl.cluster.Fit(node, s.request)
-	if reason := pl.untrusted(view, ok); reason != "" {
-		if !needsTopology(s.request) {
-			return nil
-		}
-		return fwk.NewStatus(fwk.Unschedulable, reason)
-	}
-	fit, unfit, err := pl.cluster.Reserve(string(pod.UID), pod.Namespace+"/"+pod.Name, node, s.request)
+	fit, unfit, reason := pl.cluster.Reserve(string(pod.UID), pod.Namespace+"/"+pod.Name, node, s.request, pl.untrusted)
 	switch {
-	case err != nil:
-		return fwk.NewStatus(fwk.Unschedulable, err.Error())
+	case reason != "" && !needsTopology(s.request):
+		return nil
+	case reason != "":
+		return fwk.NewStatus(fwk.Unschedulable, reason)
 	case unfit != nil:
 		return fwk.NewStatus(fwk.Unschedulable, unfit.Reason)
 	}

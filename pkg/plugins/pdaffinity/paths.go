@@ -40,10 +40,8 @@ func (c *pathCache) get(node *v1.Node) *nodePath {
 		resourceVersion: node.ResourceVersion,
 		path:            c.levels.PathOf(node.Labels),
 		ids:             make([]string, len(c.levels)),
-		// Only a node the agent found broken bounces through host memory; a
-		// node without the label (no agent, a cloud's own labels) is not
-		// assumed broken.
-		gpuDirect: node.Labels[topology.LabelGPUDirectRDMA] != "false",
+		// The model's one rule: only "true" means GPUDirect RDMA works.
+		gpuDirect: topology.GPUDirectRDMAReady(node.Labels),
 	}
 	for i := range c.levels {
 		p.ids[i] = c.levels.DomainID(p.path, i)

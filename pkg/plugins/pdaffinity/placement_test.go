@@ -230,9 +230,14 @@ func TestLevelPresets(t *testing.T) {
 		t.Run(tc.preset, func(t *testing.T) {
 			pl := newTestPlugin(t, func(a *config.PDAffinityArgs) { a.LevelPreset = tc.preset })
 			mk := func(name, spine, leaf string) *v1.Node {
-				return withNodeLabels(st.MakeNode().Name(name), tc.labels(spine, leaf)).Capacity(map[v1.ResourceName]string{"nvidia.com/gpu": "8"}).Obj()
+				labels := tc.labels(spine, leaf)
+				// The agent's verdict; without it the pair is priced as a
+				// host bounce (the model's one default).
+				labels[topology.LabelGPUDirectRDMA] = "true"
+				return withNodeLabels(st.MakeNode().Name(name), labels).Capacity(map[v1.ResourceName]string{"nvidia.com/gpu": "8"}).Obj()
 			}
-			nodes := []*v1.Node{mk("n1", "b1", "sb1"), mk("n2", "b1", "sb1"), mk("n3", "b1", "sb2"), mk("n4", "b2", "sb1")}
+			unverified := withNodeLabels(st.MakeNode().Name("n5"), tc.labels("b1", "sb1")).Capacity(map[v1.ResourceName]string{"nvidia.com/gpu": "8"}).Obj()
+			nodes := []*v1.Node{mk("n1", "b1", "sb1"), mk("n2", "b1", "sb1"), mk("n3", "b1", "sb2"), mk("n4", "b2", "sb1"), unverified}
 			prefill := engine("p", "prefill", "g", 4).Node("n1").Obj()
 			decode := engine("d", "decode", "g", 4).Obj()
 			c, status := runCycle(t, pl, decode, nodes, prefill)
@@ -240,6 +245,7 @@ func TestLevelPresets(t *testing.T) {
 			// Same leaf > same spine > a leaf of the same name under another spine.
 			require.Greater(t, c.score(t, decode, "n2"), c.score(t, decode, "n3"))
 			require.Greater(t, c.score(t, decode, "n3"), c.score(t, decode, "n4"))
+			require.Greater(t, c.score(t, decode, "n2"), c.score(t, decode, "n5"), "same leaf, but GPUDirect RDMA not known to work")
 		})
 	}
 }

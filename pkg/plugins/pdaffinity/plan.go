@@ -109,12 +109,14 @@ func (pl *PDAffinity) planFor(ctx context.Context, pod *v1.Pod, m Member, requir
 		if name == me {
 			continue
 		}
-		if role, ok := pl.roleOf(name, pod.Namespace, m); ok {
-			p.peers[roleSlot(role)] = append(p.peers[roleSlot(role)], n)
+		role, bound, ok := pl.roleOf(name, m)
+		if !ok {
+			continue
 		}
-	}
-	for name, n := range up.reserved {
-		if role, ok := pl.roleOf(name, pod.Namespace, m); ok && role == m.Role.opposite() {
+		p.peers[roleSlot(role)] = append(p.peers[roleSlot(role)], n)
+		if _, reserved := up.reserved[name]; role == m.Role.opposite() && (reserved || bound != "") {
+			// Placed already: a fallback must respect sameNode Forbid
+			// beside it.
 			p.oppositeNodes.Insert(n)
 		}
 	}
@@ -139,21 +141,22 @@ func planNode(plan *topology.Plan, pod string) (string, bool) {
 	return n, ok && n != ""
 }
 
-// roleOf reads the role of one of the unit's pods from the informer.
-func (pl *PDAffinity) roleOf(key, namespace string, m Member) (Role, bool) {
-	obj, ok, err := pl.handle.SharedInformerFactory().Core().V1().Pods().Informer().GetIndexer().GetByKey(key)
-	if err != nil || !ok {
-		return "", false
+// roleOf reads the role of one of the unit's pods, and the node it is bound
+// to, from the informer.
+func (pl *PDAffinity) roleOf(key string, m Member) (role Role, boundTo string, ok bool) {
+	obj, found, err := pl.handle.SharedInformerFactory().Core().V1().Pods().Informer().GetIndexer().GetByKey(key)
+	if err != nil || !found {
+		return "", "", false
 	}
-	pod, ok := obj.(*v1.Pod)
-	if !ok {
-		return "", false
+	pod, isPod := obj.(*v1.Pod)
+	if !isPod {
+		return "", "", false
 	}
-	peer, ok, err := pl.members.read(pod)
-	if !ok || err != nil || peer.Unit != m.Unit {
-		return "", false
+	peer, isMember, err := pl.members.read(pod)
+	if !isMember || err != nil || peer.Unit != m.Unit {
+		return "", "", false
 	}
-	return peer.Role, true
+	return peer.Role, pod.Spec.NodeName, true
 }
 
 // placeholderPrefix names the pods a plan reserves room for before they

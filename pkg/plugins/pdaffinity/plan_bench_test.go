@@ -75,8 +75,8 @@ func BenchmarkPlannedUnit(b *testing.B) {
 							b.Fatal(st.Message())
 						}
 					}
-					if _, unfit, err := cluster.Reserve(string(pod.UID), podKey(pod), s.planned.node, req); err != nil || unfit != nil {
-						b.Fatalf("reserving %s on %s: %v %v", pod.Name, s.planned.node, err, unfit)
+					if _, unfit, reason := cluster.Reserve(string(pod.UID), podKey(pod), s.planned.node, req, topology.Usable); reason != "" || unfit != nil {
+						b.Fatalf("reserving %s on %s: %s %v", pod.Name, s.planned.node, reason, unfit)
 					}
 					_ = pl.Reserve(ctx, state, pod, s.planned.node)
 				}

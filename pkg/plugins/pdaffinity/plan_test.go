@@ -106,8 +106,8 @@ func TestPlanIsRedoneWhenItsNodeIsTaken(t *testing.T) {
 
 	// Another scheduler's pods take the planned board before p0 binds; p0's
 	// attempt fails and it comes back.
-	_, unfit, err := cluster.Reserve("intruder", "other/intruder", first, req8())
-	require.NoError(t, err)
+	_, unfit, reason := cluster.Reserve("intruder", "other/intruder", first, req8(), topology.Usable)
+	require.Empty(t, reason)
 	require.Nil(t, unfit)
 
 	state = framework.NewCycleState()
@@ -180,8 +180,8 @@ func TestPoolPodIsNarrowedToTheOtherRolesDomains(t *testing.T) {
 	// With that board full, the search widens to the leaf, never to l1
 	// while l2 has room.
 	pl2, cluster, _ := newPlanningPlugin(t, d0, p0)
-	_, unfit, err := cluster.Reserve("x", "other/x", "l2-used", topology.GPURequest{Count: 6, Island: topology.IslandRequired})
-	require.NoError(t, err)
+	_, unfit, reason := cluster.Reserve("x", "other/x", "l2-used", topology.GPURequest{Count: 6, Island: topology.IslandRequired}, topology.Usable)
+	require.Empty(t, reason)
 	require.Nil(t, unfit)
 	result, status = pl2.PreFilter(context.Background(), framework.NewCycleState(), p0, nil)
 	require.True(t, status.IsSuccess())
