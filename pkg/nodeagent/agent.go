@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/tandem-sched/tandem/pkg/nodeagent/leaf"
+	"github.com/tandem-sched/tandem/pkg/topology"
 )
 
 // Defaults for Agent's intervals.
@@ -36,6 +37,10 @@ type Agent struct {
 
 	// OnSync, when set, is called after every sync Run makes (for tests).
 	OnSync func(Writes, error)
+
+	// multiRailLeaves is the number of leaves last logged for a node whose
+	// NICs reach several with none holding a majority; 0 when it is not one.
+	multiRailLeaves int
 }
 
 // DefaultBackoff is the retry schedule after a failed sync.
@@ -99,14 +104,35 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// SyncOnce reads the Node, discovers and publishes.
+// SyncOnce reads the Node, discovers and publishes. It is not safe for
+// concurrent use.
 func (a *Agent) SyncOnce(ctx context.Context) (Writes, error) {
 	node, err := a.Kube.CoreV1().Nodes().Get(ctx, a.NodeName, metav1.GetOptions{})
 	if err != nil {
 		return Writes{}, fmt.Errorf("getting node %s: %w", a.NodeName, err)
 	}
 	d := a.Discoverer.Discover(ctx, leaf.Node{Name: node.Name, Labels: node.Labels})
+	a.logMultiRail(ctx, d)
 	return a.Publisher.Publish(ctx, node, d)
+}
+
+// logMultiRail logs, at info, that the node's NICs reach several leaves with
+// none holding a majority, so that no node leaf is published: once when the
+// agent first sees it and again when the number of leaves changes, not at
+// every resync.
+func (a *Agent) logMultiRail(ctx context.Context, d *Discovery) {
+	leaves := 0
+	if d.Fabric.MultiRail() {
+		leaves = d.Fabric.Leaves
+	}
+	if leaves == a.multiRailLeaves {
+		return
+	}
+	a.multiRailLeaves = leaves
+	if leaves > 0 {
+		klog.FromContext(ctx).Info("NICs reach several leaves and none holds a majority, as on a rail-optimised fabric; publishing no node leaf",
+			"leaves", leaves, "nics", len(d.NICs), "label", topology.LabelLeaf)
+	}
 }
 
 func (a *Agent) report(w Writes, err error) {

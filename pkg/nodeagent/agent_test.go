@@ -2,20 +2,26 @@ package nodeagent
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/klog/v2"
+	"k8s.io/klog/v2/ktesting"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/tandem-sched/tandem/apis/topology/v1alpha1"
 	tandemfake "github.com/tandem-sched/tandem/pkg/generated/clientset/versioned/fake"
 	"github.com/tandem-sched/tandem/pkg/nodeagent/fixtures"
 	"github.com/tandem-sched/tandem/pkg/nodeagent/leaf"
@@ -236,5 +242,109 @@ func TestPublisherRetriesConflicts(t *testing.T) {
 	}
 	if conflicts != 0 || updates != 3 || nt.Status.NICs[1].State != "Down" {
 		t.Errorf("conflicts left %d, %d status updates (want 3), NIC 1 %s", conflicts, updates, nt.Status.NICs[1].State)
+	}
+}
+
+// A node that turns multi-rail loses the tandem.dev/leaf label an earlier
+// run set, says why in its NodeTopology, and logs it once, not per resync.
+func TestAgentMultiRailNodeDropsLeafLabel(t *testing.T) {
+	m := build(t, fixtures.HGXH100())
+	node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: m.Spec.Hostname, UID: "node-uid-1", Labels: map[string]string{
+		topology.LabelLeaf:   "su1-rail0", // from an earlier run, when rail 0 won the tie
+		"example.com/rack":   "r12",
+		topology.LabelSpine:  "",
+		"kubernetes.io/arch": "amd64",
+	}}}
+	kube := kubefake.NewClientset(node)
+	tandem := tandemfake.NewSimpleClientset()
+	src := &leafSource{leaves: railLeaves(-1)}
+	a := &Agent{
+		NodeName:   node.Name,
+		Kube:       kube,
+		Discoverer: discoverer(m, src),
+		Publisher:  &Publisher{Kube: kube, Tandem: tandem, Clock: clocktesting.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))},
+	}
+	logger := ktesting.NewLogger(t, ktesting.NewConfig(ktesting.BufferLogs(true)))
+	ctx := klog.NewContext(context.Background(), logger)
+	logged := func() []string {
+		var out []string
+		for _, e := range logger.GetSink().(ktesting.Underlier).GetBuffer().Data() {
+			if strings.Contains(e.Message, "publishing no node leaf") {
+				out = append(out, fmt.Sprint(e.ParameterKVList))
+			}
+		}
+		return out
+	}
+	sync := func(step string) (Writes, *v1.Node, *v1alpha1.NodeTopology) {
+		t.Helper()
+		w, err := a.SyncOnce(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		n, err := kube.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nt, err := tandem.TandemV1alpha1().NodeTopologies().Get(ctx, node.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w, n, nt
+	}
+	leafCondition := func(nt *v1alpha1.NodeTopology) string {
+		c := meta.FindStatusCondition(nt.Status.Conditions, ConditionLeafDiscovered)
+		if c == nil {
+			return "missing"
+		}
+		return string(c.Status) + "/" + c.Reason
+	}
+
+	w, n, nt := sync("eight rails")
+	if v, ok := n.Labels[topology.LabelLeaf]; ok || !w.Labels {
+		t.Errorf("stale leaf label %q left on a multi-rail node (labels written: %v)", v, w.Labels)
+	}
+	if _, ok := n.Labels[topology.LabelSpine]; ok || n.Labels["example.com/rack"] != "r12" {
+		t.Errorf("labels %v: want the empty managed spine label removed and others kept", n.Labels)
+	}
+	if nt.Status.Leaf != "" || leafCondition(nt) != "True/MultiRail" {
+		t.Errorf("leaf %q, LeafDiscovered %s", nt.Status.Leaf, leafCondition(nt))
+	}
+	for i, nic := range nt.Status.NICs {
+		if nic.Leaf != fmt.Sprintf("su1-rail%d", i) || nic.Rail != int32(i) {
+			t.Errorf("NIC %s: leaf %q rail %d", nic.Name, nic.Leaf, nic.Rail)
+		}
+	}
+	if got := logged(); len(got) != 1 || !strings.Contains(got[0], "leaves 8 ") {
+		t.Errorf("multi-rail log lines %v, want one with leaves 8", got)
+	}
+
+	// Nothing changes at the next resync, and nothing more is logged.
+	if w, _, _ := sync("resync"); w.Labels || len(logged()) != 1 {
+		t.Errorf("resync wrote labels %v, logged %v", w.Labels, logged())
+	}
+
+	// LLDP fails for rail 0's NIC: still multi-rail, still no leaf label.
+	src.leaves = railLeaves(0)
+	if w, n, nt := sync("rail 0 unknown"); w.Labels || n.Labels[topology.LabelLeaf] != "" || nt.Status.Leaf != "" || leafCondition(nt) != "False/MultiRail" {
+		t.Errorf("rail 0 unknown: labels written %v, leaf label %q, leaf %q, LeafDiscovered %s", w.Labels, n.Labels[topology.LabelLeaf], nt.Status.Leaf, leafCondition(nt))
+	}
+	if got := logged(); len(got) != 2 || !strings.Contains(got[1], "leaves 7 ") {
+		t.Errorf("multi-rail log lines %v, want a second with leaves 7", got)
+	}
+
+	// Recabled onto one leaf: the label comes back; and goes again.
+	src.leaves = repeat("leaf-07", 8)
+	if _, n, nt := sync("one leaf"); n.Labels[topology.LabelLeaf] != "leaf-07" || nt.Status.Leaf != "leaf-07" {
+		t.Errorf("one leaf: label %q, leaf %q", n.Labels[topology.LabelLeaf], nt.Status.Leaf)
+	}
+	src.leaves = railLeaves(-1)
+	if _, n, _ = sync("rails again"); n.Labels[topology.LabelLeaf] != "" {
+		t.Errorf("rails again: leaf label %q", n.Labels[topology.LabelLeaf])
+	}
+	if v, ok := n.Labels[topology.LabelLeaf]; ok {
+		t.Errorf("rails again: leaf label %q present, want it removed", v)
+	}
+	if got := logged(); len(got) != 3 {
+		t.Errorf("multi-rail log lines %v, want a third after the node turned multi-rail again", got)
 	}
 }

@@ -14,7 +14,10 @@ import (
 var ManagedLabels = []string{topology.LabelNVLinkDomain, topology.LabelLeaf, topology.LabelSpine, topology.LabelGPUDirectRDMA}
 
 // NodeLabels are the label values the discovery implies; an empty value
-// means the label should be absent.
+// means the label should be absent, and the publisher removes it. The leaf
+// label is absent on a node without a node leaf: no NIC's leaf is known, or
+// the NICs reach several leaves with none holding a majority (see
+// leaf.NodeLeaf), so a leaf from an earlier run does not linger.
 func (d *Discovery) NodeLabels() map[string]string {
 	ready := "false"
 	if d.GPUDirect.Ready {

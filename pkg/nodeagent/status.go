@@ -159,11 +159,26 @@ func (d *Discovery) nicCondition() metav1.Condition {
 	return cond(ConditionNICsDiscovered, true, "AllNICsRead", fmt.Sprintf("%d RDMA NIC ports", len(d.NICs)))
 }
 
+// leafCondition says what the agent knows of the node's place in the fabric.
+// A node whose NICs reach several leaves with none holding a majority (a
+// rail-optimised fabric) is reported as MultiRail, True when every NIC's leaf
+// is known, so that an empty .status.leaf says why it is empty.
 func (d *Discovery) leafCondition() metav1.Condition {
 	var unknown []string
+	onLeaf := 0
 	for _, n := range d.NICs {
-		if n.Leaf.Leaf == "" {
+		switch n.Leaf.Leaf {
+		case "":
 			unknown = append(unknown, n.Name)
+		case d.Fabric.Leaf:
+			onLeaf++
+		}
+	}
+	var missing string
+	if len(unknown) > 0 {
+		missing = "no leaf for " + strings.Join(unknown, ", ")
+		if d.LeafErr != nil {
+			missing += ": " + d.LeafErr.Error()
 		}
 	}
 	switch {
@@ -173,12 +188,18 @@ func (d *Discovery) leafCondition() metav1.Condition {
 		return cond(ConditionLeafDiscovered, false, "LeafSourcesFailed", d.LeafErr.Error())
 	case len(unknown) == len(d.NICs):
 		return cond(ConditionLeafDiscovered, false, "LeafUnknown", "no leaf source knows this node's NICs")
-	case len(unknown) > 0:
-		msg := "no leaf for " + strings.Join(unknown, ", ")
-		if d.LeafErr != nil {
-			msg += ": " + d.LeafErr.Error()
+	case d.Fabric.MultiRail():
+		msg := fmt.Sprintf("%d NICs reach %d leaves and none holds a majority of them, as on a rail-optimised fabric: the node has no single leaf, so none is published", len(d.NICs), d.Fabric.Leaves)
+		if missing != "" {
+			msg += "; " + missing
 		}
-		return cond(ConditionLeafDiscovered, false, "SomeLeavesUnknown", msg)
+		return cond(ConditionLeafDiscovered, len(unknown) == 0, "MultiRail", msg)
+	case len(unknown) > 0:
+		return cond(ConditionLeafDiscovered, false, "SomeLeavesUnknown", missing)
+	case onLeaf < len(d.NICs):
+		return cond(ConditionLeafDiscovered, true, "LeafFound", fmt.Sprintf("leaf %s for %d of %d NICs", d.Fabric.Leaf, onLeaf, len(d.NICs)))
+	case len(d.NICs) == 1:
+		return cond(ConditionLeafDiscovered, true, "LeafFound", fmt.Sprintf("leaf %s for the one NIC", d.Fabric.Leaf))
 	}
 	return cond(ConditionLeafDiscovered, true, "LeafFound", fmt.Sprintf("leaf %s for %d NICs", d.Fabric.Leaf, len(d.NICs)))
 }

@@ -1,6 +1,8 @@
 // Package leaf finds the leaf switch each NIC port is cabled to, from
 // pluggable sources tried in priority order, and derives the node's leaf and
-// spine from them.
+// spine from them. A node whose NICs reach several leaves with none holding a
+// majority of them (each NIC on its own rail leaf, as on a rail-optimised
+// fabric) has no node leaf; see NodeLeaf.
 package leaf
 
 import (
@@ -51,8 +53,13 @@ type Source interface {
 type Fabric struct {
 	// PerNIC is each NIC's leaf, from the first source that knew it.
 	PerNIC map[string]Result
-	// Leaf is the leaf most NICs attach to (ties go to the smallest name).
+	// Leaf is the node's leaf, as NodeLeaf chooses it: the leaf that holds a
+	// strict majority of the node's NICs, or the only leaf any NIC is known
+	// to reach. It is empty when no NIC's leaf is known and when the NICs
+	// reach several leaves with none holding a majority (MultiRail).
 	Leaf string
+	// Leaves is the number of distinct leaves the NICs are known to reach.
+	Leaves int
 	// Spine is the spine the first source that reported one gave.
 	Spine string
 }
@@ -95,22 +102,48 @@ func Resolve(ctx context.Context, sources []Source, node Node, nics []NIC) (Fabr
 			}
 		}
 	}
-	f.Leaf = mostCommonLeaf(f.PerNIC)
+	f.Leaf, f.Leaves = NodeLeaf(f.PerNIC, len(nics))
 	return f, errors.Join(errs...)
 }
 
-func mostCommonLeaf(per map[string]Result) string {
+// MultiRail says the node's NICs reach several leaves with none holding a
+// strict majority of them, so the node has no leaf of its own.
+func (f Fabric) MultiRail() bool { return f.Leaf == "" && f.Leaves > 1 }
+
+// NodeLeaf chooses the node's leaf from its NICs' leaves. nics is the number
+// of NICs considered, including those whose leaf no source knew (per holds
+// only the known ones): an unknown NIC is a vote for no leaf. The node's leaf
+// is
+//
+//   - the leaf holding a strict majority of the nics (all NICs on one leaf,
+//     or seven of eight with the eighth unknown), else
+//   - the only leaf any NIC is known to reach, however few NICs are known:
+//     nothing says the node spans several leaves, else
+//   - none: the known NICs reach several leaves and none holds a majority.
+//     That is a node of a rail-optimised fabric, whose NICs sit on one rail
+//     leaf each; picking one rail would be an accident of naming that changes
+//     when one rail's leaf is unknown, so two nodes of one scalable unit
+//     would differ.
+//
+// leaves is the number of distinct leaves known.
+func NodeLeaf(per map[string]Result, nics int) (leaf string, leaves int) {
 	counts := map[string]int{}
+	known := 0
 	for _, r := range per {
-		counts[r.Leaf]++
-	}
-	best, n := "", 0
-	for leaf, c := range counts {
-		if c > n || (c == n && leaf < best) {
-			best, n = leaf, c
+		if r.Leaf != "" {
+			counts[r.Leaf]++
+			known++
 		}
 	}
-	return best
+	// At most one leaf can hold a strict majority, so the choice does not
+	// depend on map order.
+	nics = max(nics, known)
+	for l, c := range counts {
+		if len(counts) == 1 || 2*c > nics {
+			leaf = l
+		}
+	}
+	return leaf, len(counts)
 }
 
 // ParseSources builds the sources named in order ("static", "label", "lldp",

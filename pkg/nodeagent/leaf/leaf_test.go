@@ -3,6 +3,7 @@ package leaf
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,15 +187,16 @@ func (f *fakeSource) Lookup(_ context.Context, _ Node, nics []NIC) (map[string]R
 func TestResolvePriorityAndMajority(t *testing.T) {
 	static := &fakeSource{name: v1alpha1.LeafSourceStatic, res: map[string]Result{"a": {Leaf: "L1"}}}
 	broken := &fakeSource{name: v1alpha1.LeafSourceInfiniBand, err: errors.New("umad: permission denied")}
-	lldp := &fakeSource{name: v1alpha1.LeafSourceLLDP, res: map[string]Result{"a": {Leaf: "ignored"}, "b": {Leaf: "L2"}, "c": {Leaf: "L2"}}}
-	f, err := Resolve(context.Background(), []Source{static, broken, lldp}, Node{}, []NIC{{Name: "a"}, {Name: "b"}, {Name: "c"}, {Name: "d"}})
+	lldp := &fakeSource{name: v1alpha1.LeafSourceLLDP, res: map[string]Result{"a": {Leaf: "ignored"}, "b": {Leaf: "L2"}, "c": {Leaf: "L2"}, "e": {Leaf: "L2"}}}
+	// L2 holds three of the five NICs, a strict majority.
+	f, err := Resolve(context.Background(), []Source{static, broken, lldp}, Node{}, []NIC{{Name: "a"}, {Name: "b"}, {Name: "c"}, {Name: "d"}, {Name: "e"}})
 	if err == nil || !strings.Contains(err.Error(), "leaf source infiniband: umad") {
 		t.Errorf("error = %v", err)
 	}
 	if f.PerNIC["a"] != (Result{Leaf: "L1", Source: "static"}) || f.PerNIC["b"].Source != "lldp" || f.Leaf != "L2" {
 		t.Errorf("fabric = %+v", f)
 	}
-	if got := strings.Join(lldp.seen[0], ","); got != "b,c,d" {
+	if got := strings.Join(lldp.seen[0], ","); got != "b,c,d,e" {
 		t.Errorf("lldp asked about %s, want only the NICs still unknown", got)
 	}
 	if _, ok := f.PerNIC["d"]; ok {
@@ -216,5 +218,98 @@ func TestParseSources(t *testing.T) {
 	}
 	if _, err := ParseSources([]string{"snmp"}, build); err == nil || !strings.Contains(err.Error(), `"snmp"`) {
 		t.Errorf("unknown source: %v", err)
+	}
+}
+
+// nicsOnLeaves returns NICs mlx5_0, mlx5_1, … and a source that knows NIC i on
+// leaves[i]; an empty leaf is a NIC no source knows.
+func nicsOnLeaves(leaves ...string) ([]NIC, *fakeSource) {
+	src := &fakeSource{name: v1alpha1.LeafSourceLLDP, res: map[string]Result{}}
+	var nics []NIC
+	for i, l := range leaves {
+		name := fmt.Sprintf("mlx5_%d", i)
+		nics = append(nics, NIC{Name: name})
+		if l != "" {
+			src.res[name] = Result{Leaf: l}
+		}
+	}
+	return nics, src
+}
+
+// rails is the eight rail leaves of one scalable unit, with rail i's leaf
+// unknown when unknown is i (-1: all known).
+func rails(unknown int) []string {
+	var out []string
+	for i := range 8 {
+		if i == unknown {
+			out = append(out, "")
+		} else {
+			out = append(out, fmt.Sprintf("su1-rail%d", i))
+		}
+	}
+	return out
+}
+
+func TestResolveNodeLeaf(t *testing.T) {
+	type tc struct {
+		name   string
+		leaves []string
+		leaf   string
+		known  int
+	}
+	tests := []tc{
+		{"all NICs on one leaf", []string{"L1", "L1", "L1", "L1", "L1", "L1", "L1", "L1"}, "L1", 1},
+		{"eight rails, all known", rails(-1), "", 8},
+		{"seven of eight on one leaf, one unknown", []string{"L1", "L1", "L1", "", "L1", "L1", "L1", "L1"}, "L1", 1},
+		{"four and four on two leaves", []string{"L1", "L1", "L1", "L1", "L2", "L2", "L2", "L2"}, "", 2},
+		{"five and three on two leaves", []string{"L2", "L2", "L2", "L1", "L1", "L1", "L1", "L1"}, "L1", 2},
+		// Four of eight is no strict majority: an unknown NIC votes for no leaf.
+		{"four on one leaf, one on another, three unknown", []string{"L1", "L1", "L1", "L1", "L2", "", "", ""}, "", 2},
+		// Nothing says the node spans several leaves.
+		{"one NIC known of eight", []string{"", "", "", "", "", "L1", "", ""}, "L1", 1},
+		{"three of eight known, all on one leaf", []string{"L1", "", "", "L1", "", "", "L1", ""}, "L1", 1},
+		// Storage ports sharing a leaf do not make it the node's leaf.
+		{"eight rails and two storage ports on one leaf", append(rails(-1), "storage-1", "storage-1"), "", 9},
+		{"a single NIC", []string{"L1"}, "L1", 1},
+		{"a single NIC, unknown", []string{""}, "", 0},
+		{"no NICs", nil, "", 0},
+		{"no NIC known", []string{"", "", "", ""}, "", 0},
+	}
+	// Whichever rail is unknown, the node is the same: several leaves, no
+	// node leaf.
+	for i := range 8 {
+		tests = append(tests, tc{fmt.Sprintf("eight rails, rail %d unknown", i), rails(i), "", 7})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nics, src := nicsOnLeaves(tt.leaves...)
+			f, err := Resolve(context.Background(), []Source{src}, Node{}, nics)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Leaf != tt.leaf || f.Leaves != tt.known {
+				t.Errorf("leaf %q from %d known leaves, want %q from %d", f.Leaf, f.Leaves, tt.leaf, tt.known)
+			}
+			if want := tt.leaf == "" && tt.known > 1; f.MultiRail() != want {
+				t.Errorf("MultiRail() = %v, want %v", f.MultiRail(), want)
+			}
+		})
+	}
+}
+
+// The choice does not depend on map order or on how many NICs the caller
+// says there are when it says too few.
+func TestNodeLeafDeterministic(t *testing.T) {
+	per := map[string]Result{"a": {Leaf: "L1"}, "b": {Leaf: "L2"}, "c": {Leaf: "L2"}, "d": {Leaf: "L3"}}
+	for range 100 {
+		if leaf, n := NodeLeaf(per, 4); leaf != "" || n != 3 {
+			t.Fatalf("NodeLeaf = %q, %d; want no leaf of 3", leaf, n)
+		}
+		if leaf, _ := NodeLeaf(per, 0); leaf != "" {
+			t.Fatalf("NodeLeaf with a short count = %q, want no leaf", leaf)
+		}
+	}
+	if leaf, n := NodeLeaf(map[string]Result{"a": {Leaf: "L1"}, "b": {Spine: "S1"}}, 2); leaf != "L1" || n != 1 {
+		t.Errorf("a result without a leaf counted: %q, %d", leaf, n)
 	}
 }
