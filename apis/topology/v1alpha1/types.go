@@ -101,7 +101,12 @@ type NodeTopologyStatus struct {
 	// +kubebuilder:validation:MaxLength=253
 	NVLinkDomain string `json:"nvlinkDomain,omitempty"`
 
-	// Leaf is the leaf switch most of the node's NICs attach to.
+	// Leaf is the node's leaf switch: the one a strict majority of the
+	// node's NICs attach to, or the only one any NIC is known to reach. It is
+	// empty when no NIC's leaf is known, and when the NICs reach several
+	// leaves with none holding a majority, as on a rail-optimised fabric
+	// (condition LeafDiscovered, reason MultiRail); each NIC's own leaf is in
+	// nics.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	Leaf string `json:"leaf,omitempty"`
