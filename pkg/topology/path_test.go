@@ -123,6 +123,14 @@ func TestLowestCommonLevel(t *testing.T) {
 			want: 1,
 		},
 		{
+			// Two nodes of a rail-optimised fabric, for which the agent
+			// publishes no leaf.
+			name: "both lack the leaf label",
+			a:    node("z1", "s1", "", "nv1"),
+			b:    node("z1", "s1", "", "nv2"),
+			want: 1,
+		},
+		{
 			name: "one lacks the zone label",
 			a:    node("z1", "s1", "l1", "nv1"),
 			b:    node("", "s1", "l1", "nv2"),
@@ -223,6 +231,14 @@ func TestClassify(t *testing.T) {
 		{
 			name: "different zone without GPUDirect", a: node("z1", "s1", "l1", "nv1"), b: node("z2", "s1", "l1", "nv2"),
 			readyA: false, readyB: false, want: PathNone,
+		},
+		{
+			name: "same spine, both without a leaf", a: node("z1", "s1", "", "nv1"), b: node("z1", "s1", "", "nv2"),
+			readyA: true, readyB: true, want: LevelSpine,
+		},
+		{
+			name: "same spine, one without a leaf", a: node("z1", "s1", "l1", "nv1"), b: node("z1", "s1", "", "nv2"),
+			readyA: true, readyB: true, want: LevelSpine,
 		},
 		{
 			name: "same leaf, both unlabelled for NVLink, without GPUDirect", a: node("z1", "s1", "l1", ""), b: node("z1", "s1", "l1", ""),
