@@ -479,7 +479,86 @@ func (p *planner) packGroup(s *sim, group []int, d *Domain) bool {
 			}
 		}
 	}
+	// No finest domain holds the whole sub-unit: keep its lead with as many
+	// partners as fit in one, and put each other pod beside a placed pod of
+	// the other role where there is room.
+	for k := len(group) - 1; k >= 1; k-- {
+		trial := s.child()
+		if !trial.placeInFinest(group[:k], d) {
+			continue
+		}
+		ok := true
+		for _, i := range group[k:] {
+			if !trial.placeNear(i, d) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			s.merge(trial)
+			return true
+		}
+	}
 	return s.placeOn(group, d.nodes)
+}
+
+// placeInFinest puts the pods together in one finest-level domain inside d,
+// the tightest that takes them.
+func (s *sim) placeInFinest(pods []int, d *Domain) bool {
+	v := s.p.v
+	finest := len(v.levels) - 1
+	need := s.p.groupGPUs(pods)
+	seen := map[string]bool{}
+	var subs []*Domain
+	for _, node := range d.nodes {
+		id := v.places[node].ids[finest]
+		if id == "" || seen[id] {
+			continue
+		}
+		seen[id] = true
+		if sub := v.domains[finest][id]; sub != nil && sub.Free >= need {
+			subs = append(subs, sub)
+		}
+	}
+	sort.SliceStable(subs, func(a, b int) bool { return subs[a].Free < subs[b].Free })
+	for _, sub := range subs {
+		if s.placeOn(pods, inside(sub.nodes, d)) {
+			return true
+		}
+	}
+	return false
+}
+
+// placeNear puts one pod in the finest-level domain of a placed pod of the
+// other role that has room, else on the tightest node of d.
+func (s *sim) placeNear(i int, d *Domain) bool {
+	v := s.p.v
+	finest := len(v.levels) - 1
+	pod := s.p.spec.Pods[i]
+	var partners []string
+	for t := s; t != nil; t = t.parent {
+		for node := range t.roles {
+			partners = append(partners, node)
+		}
+	}
+	// In name order, so that a plan does not depend on map order.
+	sort.Strings(partners)
+	seen := map[string]bool{}
+	for _, node := range partners {
+		r, place := s.rolesOf(node), v.places[node]
+		if place == nil || (pod.Prefill && r[1] == 0) || (!pod.Prefill && r[0] == 0) {
+			continue
+		}
+		id := place.ids[finest]
+		if id == "" || seen[id] {
+			continue
+		}
+		seen[id] = true
+		if sub := v.domains[finest][id]; sub != nil && s.placeOn([]int{i}, inside(sub.nodes, d)) {
+			return true
+		}
+	}
+	return s.placeOn([]int{i}, d.nodes)
 }
 
 // inside keeps the nodes that are also d's (a global level's domain may

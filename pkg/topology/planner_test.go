@@ -302,3 +302,19 @@ func TestPlanOnAMixedFleetWithoutLabels(t *testing.T) {
 	_, err = v.PlanUnit(topology.DefaultCostModel(), big)
 	require.ErrorIs(t, err, topology.ErrNoRoom, "the plugin then evaluates every node")
 }
+
+func TestPlanSplitsASubUnitNoBoardHolds(t *testing.T) {
+	// A prefill and its two decodes (TP2 each) need 6 GPUs; no board has
+	// them. The prefill keeps one decode beside it on the board with 4
+	// free, and only the other decode pairs over the leaf. Placed pod by
+	// pod on the tightest boards, the prefill took the 2-GPU board alone.
+	_, v := clusterOf(t, `nodes:
+- {name: four, shape: hgx-h100, zone: z1, spine: s1, leaf: l1, allocatedGPUs: [0, 1, 2, 3]}
+- {name: two, shape: hgx-h100, zone: z1, spine: s1, leaf: l1, allocatedGPUs: [0, 1, 2, 3, 4, 5]}
+`)
+	spec := unit(unitPod("p0", true, 2), unitPod("d0", false, 2), unitPod("d1", false, 2))
+	plan, err := v.PlanUnit(topology.DefaultCostModel(), spec)
+	require.NoError(t, err)
+	require.Equal(t, "four", plan.Nodes["p0"])
+	require.Equal(t, map[topology.PathClass]int{topology.LevelNVLinkDomain: 1, topology.LevelLeaf: 1}, classes(v, spec, plan))
+}
