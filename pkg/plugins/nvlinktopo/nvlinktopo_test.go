@@ -382,3 +382,20 @@ func modelOf(indexer cache.Indexer) *topology.Cluster {
 	}
 	return c
 }
+
+// A pod PDAffinity placed by its unit's plan is not scored here: the plan
+// chose its node by island fit with the whole unit in view, and a fallback
+// that fits the one pod tighter would otherwise outscore it.
+func TestPreScoreSkipsPlannedPods(t *testing.T) {
+	pl, err := New(validArgs(), nil, clocktesting.NewFakePassiveClock(time.Now()))
+	require.NoError(t, err)
+	pod := st.MakePod().Name("p").Req(map[v1.ResourceName]string{gpu: "2"}).Obj()
+
+	state := framework.NewCycleState()
+	_, status := pl.PreFilter(context.Background(), state, pod, nil)
+	require.True(t, status.IsSuccess(), status.Message())
+	require.True(t, pl.PreScore(context.Background(), state, pod, nil).IsSuccess(), "an unplanned GPU pod is scored")
+
+	state.Write(topologysource.PlanStateKey, &topologysource.PlanState{Node: "n1"})
+	require.Equal(t, fwk.Skip, pl.PreScore(context.Background(), state, pod, nil).Code())
+}

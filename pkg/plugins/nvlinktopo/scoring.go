@@ -7,12 +7,17 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
+	"github.com/tandem-sched/tandem/pkg/scheduler/topologysource"
 	"github.com/tandem-sched/tandem/pkg/topology"
 )
 
 // PreScore skips Score for pods PreFilter skipped (pods without GPUs).
 func (pl *NVLinkTopo) PreScore(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) *fwk.Status {
 	if _, err := readPreFilterState(cycleState); err != nil {
+		return fwk.NewStatus(fwk.Skip)
+	}
+	if topologysource.Planned(cycleState) {
+		// The unit's plan chose the node by island fit already.
 		return fwk.NewStatus(fwk.Skip)
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	"github.com/tandem-sched/tandem/apis/config"
+	"github.com/tandem-sched/tandem/pkg/scheduler/topologysource"
 )
 
 // PreFilter reads the pod's role and group once per cycle and indexes its
@@ -51,9 +52,11 @@ func (pl *PDAffinity) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 		}
 	}
 	if member.Unit != "" {
+		s.planKey = pod.Namespace + "/" + member.Unit
 		if p, result := pl.planFor(ctx, pod, member, s.requiredLevel, unitSize); p != nil {
 			s.planned = p
 			cycleState.Write(preFilterStateKey, s)
+			cycleState.Write(topologysource.PlanStateKey, &topologysource.PlanState{Node: p.node})
 			return result, nil
 		}
 	}
@@ -73,6 +76,10 @@ func (pl *PDAffinity) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 	}
 	cycleState.Write(preFilterStateKey, s)
 	if member.Unit == "" {
+		if result := pl.poolPlan(ctx, pod, member, s); result != nil {
+			cycleState.Write(topologysource.PlanStateKey, &topologysource.PlanState{Node: s.planned.node})
+			return result, nil
+		}
 		return pl.poolCandidates(ctx, pod, member, s), nil
 	}
 	return nil, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -28,6 +29,16 @@ const planFallbacks = 4
 type unitPlans struct {
 	mu     sync.Mutex
 	byUnit map[string]*unitPlan
+	// chunkOf maps a pool pod to the key of the pool chunk planned with it,
+	// and chunks are the live chunks, oldest first.
+	chunkOf map[string]string
+	chunks  []chunkRef
+	seq     int
+}
+
+type chunkRef struct {
+	key     string
+	created time.Time
 }
 
 type unitPlan struct {
@@ -38,9 +49,13 @@ type unitPlan struct {
 	// reserved are the unit's pods this scheduler reserved, by pod key.
 	reserved map[string]string
 	bound    sets.Set[string]
+	// chunk are a pool chunk's pods, planned or not.
+	chunk []string
 }
 
-func newUnitPlans() *unitPlans { return &unitPlans{byUnit: map[string]*unitPlan{}} }
+func newUnitPlans() *unitPlans {
+	return &unitPlans{byUnit: map[string]*unitPlan{}, chunkOf: map[string]string{}}
+}
 
 func (u *unitPlans) get(key string) *unitPlan {
 	p := u.byUnit[key]
@@ -104,6 +119,14 @@ func (pl *PDAffinity) planFor(ctx context.Context, pod *v1.Pod, m Member, requir
 	if !ok {
 		return nil, nil
 	}
+	return pl.plannedResult(pod, m, up, node, requiredLevel)
+}
+
+// plannedResult is what a pod planned on node hands Filter and Score, and
+// the nodes PreFilter narrows it to: the planned node and the nearest
+// fallbacks, within the required level.
+func (pl *PDAffinity) plannedResult(pod *v1.Pod, m Member, up *unitPlan, node string, requiredLevel int) (*planned, *framework.PreFilterResult) {
+	me := podKey(pod)
 	p := &planned{node: node, oppositeNodes: sets.New[string]()}
 	for name, n := range up.plan.Nodes {
 		if name == me {
@@ -153,7 +176,7 @@ func (pl *PDAffinity) roleOf(key string, m Member) (role Role, boundTo string, o
 		return "", "", false
 	}
 	peer, isMember, err := pl.members.read(pod)
-	if !isMember || err != nil || peer.Unit != m.Unit {
+	if !isMember || err != nil || peer.Unit != m.Unit || peer.Group != m.Group {
 		return "", "", false
 	}
 	return peer.Role, pod.Spec.NodeName, true
@@ -239,29 +262,29 @@ func (pl *PDAffinity) unitPod(p *v1.Pod, m Member, up *unitPlan) (topology.UnitP
 	return topology.UnitPod{Name: podKey(p), Prefill: m.Role == RolePrefill, Request: req, Node: node}, nil
 }
 
-// reserved records that the scheduler reserved one of a unit's pods.
-func (pl *PDAffinity) reservedAt(pod *v1.Pod, m Member, node string) {
+// reservedAt records that the scheduler reserved a pod of the plan key.
+func (pl *PDAffinity) reservedAt(pod *v1.Pod, key, node string) {
 	pl.plans.mu.Lock()
 	defer pl.plans.mu.Unlock()
-	up := pl.plans.get(pod.Namespace + "/" + m.Unit)
+	up := pl.plans.get(key)
 	up.reserved[podKey(pod)] = node
 	delete(up.attempts, podKey(pod))
 }
 
-func (pl *PDAffinity) unreserved(pod *v1.Pod, m Member) {
+func (pl *PDAffinity) unreserved(pod *v1.Pod, key string) {
 	pl.plans.mu.Lock()
 	defer pl.plans.mu.Unlock()
-	if up := pl.plans.byUnit[pod.Namespace+"/"+m.Unit]; up != nil {
+	if up := pl.plans.byUnit[key]; up != nil {
 		delete(up.reserved, podKey(pod))
 	}
 }
 
-// boundIn records a binding and forgets the unit's plan once every pod it
-// planned is bound.
-func (pl *PDAffinity) boundIn(pod *v1.Pod, m Member) {
+// boundIn records a binding and forgets the plan once every pod it planned
+// is bound.
+func (pl *PDAffinity) boundIn(pod *v1.Pod, key string) {
 	pl.plans.mu.Lock()
 	defer pl.plans.mu.Unlock()
-	key := pod.Namespace + "/" + m.Unit
+	delete(pl.plans.chunkOf, podKey(pod))
 	up := pl.plans.byUnit[key]
 	if up == nil {
 		return
@@ -275,5 +298,15 @@ func (pl *PDAffinity) boundIn(pod *v1.Pod, m Member) {
 			return
 		}
 	}
-	delete(pl.plans.byUnit, key)
+	pl.plans.forget(key, up)
+}
+
+// forget drops a plan and its pods' chunk entries. Callers hold mu.
+func (u *unitPlans) forget(key string, up *unitPlan) {
+	delete(u.byUnit, key)
+	for _, name := range up.chunk {
+		if u.chunkOf[name] == key {
+			delete(u.chunkOf, name)
+		}
+	}
 }

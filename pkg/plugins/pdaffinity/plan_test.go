@@ -33,7 +33,12 @@ const plannedCluster = `nodes:
 // unit's pods in the pod informer.
 func newPlanningPlugin(t *testing.T, pods ...*v1.Pod) (*PDAffinity, *topology.Cluster, []*v1.Node) {
 	t.Helper()
-	desc, err := clusterdesc.Parse([]byte(plannedCluster))
+	return newPlanningPluginOn(t, plannedCluster, pods...)
+}
+
+func newPlanningPluginOn(t *testing.T, clusterYAML string, pods ...*v1.Pod) (*PDAffinity, *topology.Cluster, []*v1.Node) {
+	t.Helper()
+	desc, err := clusterdesc.Parse([]byte(clusterYAML))
 	require.NoError(t, err)
 	cluster := topology.NewCluster()
 	var nodes []*v1.Node
@@ -239,4 +244,89 @@ func TestPlanWithLWSLabels(t *testing.T) {
 	require.True(t, status.IsSuccess())
 	s2, _ := readState(state)
 	require.Equal(t, s.planned.node, s2.planned.node)
+}
+
+// A pool that arrives whole, decodes first in the queue (they sort before
+// prefills by name), is planned in chunks: every decode lands on a board
+// with a prefill of the pool, though no prefill is placed when the first
+// decode is scheduled. Placed one by one, each decode took the tightest hole
+// with room for one partner (a board with 4 GPUs free each), and the two
+// prefills could join only two of the four.
+func TestPoolArrivingWholeIsPlannedInChunks(t *testing.T) {
+	var pods []*v1.Pod
+	for i := range 4 {
+		pods = append(pods, engine(fmt.Sprintf("pool-decode-%d", i), "decode", "pool", 2).Obj())
+	}
+	for i := range 2 {
+		pods = append(pods, engine(fmt.Sprintf("pool-prefill-%d", i), "prefill", "pool", 2).Obj())
+	}
+	pl, cluster, _ := newPlanningPluginOn(t, `nodes:
+- {name: half, count: 3, shape: hgx-h100, zone: z1, spine: s1, leaf: l1, allocatedGPUs: [0, 1, 2, 3]}
+- {name: whole, shape: hgx-h100, zone: z1, spine: s1, leaf: l1}
+- {name: far, count: 2, shape: hgx-h100, zone: z1, spine: s1, leaf: l2, allocatedGPUs: [0, 1, 2, 3, 4, 5]}
+`, pods...)
+	nodeOf := map[string]string{}
+	for _, pod := range pods {
+		state := framework.NewCycleState()
+		result, status := pl.PreFilter(context.Background(), state, pod, nil)
+		require.True(t, status.IsSuccess(), status.Message())
+		require.NotNil(t, result, "pod %s", pod.Name)
+		s, err := readState(state)
+		require.NoError(t, err)
+		require.NotNil(t, s.planned, "pod %s is placed by its chunk's plan", pod.Name)
+		require.True(t, topologysource.Planned(state), "NVLinkTopo is told the pod is planned")
+		node := s.planned.node
+		// NVLinkTopo's Reserve takes the GPUs in the model.
+		_, unfit, reason := cluster.Reserve(string(pod.UID), podKey(pod), node, topology.GPURequest{Count: 2, Island: topology.IslandRequired}, topology.Usable)
+		require.Empty(t, reason)
+		require.Nil(t, unfit, "pod %s on %s", pod.Name, node)
+		require.Nil(t, pl.Reserve(context.Background(), state, pod, node))
+		nodeOf[pod.Name] = node
+	}
+	prefillNodes := sets.New(nodeOf["pool-prefill-0"], nodeOf["pool-prefill-1"])
+	for i := range 4 {
+		d := fmt.Sprintf("pool-decode-%d", i)
+		require.True(t, prefillNodes.Has(nodeOf[d]), "%s on %s shares no board with a prefill (%v)", d, nodeOf[d], nodeOf)
+	}
+}
+
+// A chunk pod whose planned placement fails leaves its chunk: the next
+// attempt is narrowed around the pool's placed pods instead, and the chunk
+// no longer waits for it.
+func TestPoolChunkPodLeavesItsChunkAfterAFailedAttempt(t *testing.T) {
+	d0 := engine("pool-decode-0", "decode", "pool", 2).Obj()
+	p0 := engine("pool-prefill-0", "prefill", "pool", 2).Obj()
+	pl, _, _ := newPlanningPlugin(t, d0, p0)
+	state := framework.NewCycleState()
+	_, status := pl.PreFilter(context.Background(), state, d0, nil)
+	require.True(t, status.IsSuccess())
+	s, _ := readState(state)
+	require.NotNil(t, s.planned)
+	key := s.planKey
+	require.NotEmpty(t, key)
+
+	state = framework.NewCycleState()
+	_, status = pl.PreFilter(context.Background(), state, d0, nil)
+	require.True(t, status.IsSuccess())
+	s, _ = readState(state)
+	require.False(t, topologysource.Planned(state), "the second attempt is not placed by the chunk")
+	require.Equal(t, key, s.planKey)
+	pl.plans.mu.Lock()
+	_, waits := pl.plans.byUnit[key].plan.Nodes[podKey(d0)]
+	pl.plans.mu.Unlock()
+	require.False(t, waits)
+
+	// The prefill still follows the chunk's plan, and binding it forgets
+	// the chunk.
+	state = framework.NewCycleState()
+	_, status = pl.PreFilter(context.Background(), state, p0, nil)
+	require.True(t, status.IsSuccess())
+	s, _ = readState(state)
+	require.NotNil(t, s.planned)
+	require.Equal(t, key, s.planKey)
+	pl.boundIn(p0, key)
+	pl.plans.mu.Lock()
+	defer pl.plans.mu.Unlock()
+	require.NotContains(t, pl.plans.byUnit, key)
+	require.Empty(t, pl.plans.chunkOf)
 }

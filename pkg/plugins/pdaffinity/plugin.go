@@ -190,6 +190,9 @@ type preFilterState struct {
 	// planned is set for a replica unit's pod placed by its unit's plan;
 	// index is then nil.
 	planned *planned
+	// planKey names the plan of the pod's replica unit or pool chunk; it
+	// is set for every pod of a unit, planned or not.
+	planKey string
 }
 
 // Clone returns the state itself. Preemption's dry runs, which clone to add

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sort"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -105,4 +107,167 @@ func (pl *PDAffinity) poolCandidates(ctx context.Context, pod *v1.Pod, m Member,
 		}
 	}
 	return &framework.PreFilterResult{NodeNames: names}
+}
+
+// Pool chunks: a pool's pending pods are planned together, a few at a time,
+// as a replica unit is, so that a pool arriving whole forms compact cells of
+// prefills with their share of decodes instead of each pod taking its own
+// hole.
+const (
+	// poolChunk is the most pods one chunk plans.
+	poolChunk = 12
+	// chunkTTL forgets a chunk whose pods stopped coming (deleted, or
+	// taken by another scheduler).
+	chunkTTL = 2 * time.Minute
+)
+
+// poolPlan places a pool pod by its chunk's plan: the plan made with it, or
+// a new one over the group's pending pods of both roles. nil falls back to
+// poolCandidates: no model, only one role pending, a pod whose planned
+// placement failed, a required level with pods of the group placed already
+// (a chunk plans only itself), or no room.
+func (pl *PDAffinity) poolPlan(ctx context.Context, pod *v1.Pod, m Member, s *preFilterState) *framework.PreFilterResult {
+	if pl.domains == nil || pl.handle == nil {
+		return nil
+	}
+	logger := klog.FromContext(ctx)
+	me := podKey(pod)
+	now := time.Now()
+	pl.plans.mu.Lock()
+	defer pl.plans.mu.Unlock()
+	if key, ok := pl.plans.chunkOf[me]; ok {
+		up := pl.plans.byUnit[key]
+		if up == nil {
+			return nil
+		}
+		s.planKey = key
+		up.attempts[me]++
+		node, planned := planNode(up.plan, me)
+		if up.attempts[me] > 1 || !planned {
+			// The planned placement failed: the pod joins the pool where
+			// poolCandidates finds room, and the chunk no longer waits
+			// for it.
+			delete(up.plan.Nodes, me)
+			return nil
+		}
+		p, result := pl.plannedResult(pod, m, up, node, s.requiredLevel)
+		pl.forbidBesidePlaced(p, s)
+		s.planned = p
+		return result
+	}
+	pl.plans.expireChunks(now)
+	spec, ok := pl.chunkSpec(pod, m, s)
+	if !ok {
+		return nil
+	}
+	plan, err := pl.domains.PlanUnit(pl.model, spec)
+	if err != nil {
+		logger.V(4).Info("No room for a pool chunk", "pod", klog.KObj(pod), "group", m.Group, "pods", len(spec.Pods), "err", err)
+		return nil
+	}
+	pl.plans.seq++
+	key := fmt.Sprintf("%s/pool:%s#%d", pod.Namespace, m.Group, pl.plans.seq)
+	up := pl.plans.get(key)
+	up.plan = plan
+	up.attempts[me] = 1
+	for _, p := range spec.Pods {
+		pl.plans.chunkOf[p.Name] = key
+		up.chunk = append(up.chunk, p.Name)
+	}
+	pl.plans.chunks = append(pl.plans.chunks, chunkRef{key: key, created: now})
+	logger.V(4).Info("Planned a pool chunk", "group", m.Group, "pods", len(plan.Nodes), "level", pl.levelName(plan.Level),
+		"domain", plan.Domain, "optimal", plan.Optimal(), "evaluated", plan.Evaluated)
+	s.planKey = key
+	p, result := pl.plannedResult(pod, m, up, plan.Nodes[me], s.requiredLevel)
+	pl.forbidBesidePlaced(p, s)
+	s.planned = p
+	return result
+}
+
+// forbidBesidePlaced keeps a chunk pod off the nodes of the group's placed
+// pods of the other role when sameNode is Forbid: the chunk's plan knows
+// only its own pods.
+func (pl *PDAffinity) forbidBesidePlaced(p *planned, s *preFilterState) {
+	if pl.args.SameNode == config.SameNodeForbid && s.index != nil {
+		p.oppositeNodes = p.oppositeNodes.Union(s.index.targetNodes)
+	}
+}
+
+// chunkSpec is the pod and up to poolChunk of its group's pending pool pods
+// (not bound, not reserved, in no other chunk, for this scheduler), both
+// roles in the proportion they are pending, in queue (name) order.
+func (pl *PDAffinity) chunkSpec(pod *v1.Pod, m Member, s *preFilterState) (topology.UnitSpec, bool) {
+	spec := topology.UnitSpec{RequiredLevel: s.requiredLevel, ForbidSameNode: pl.args.SameNode == config.SameNodeForbid, Usable: pl.src.Fresh()}
+	objs, err := pl.handle.SharedInformerFactory().Core().V1().Pods().Informer().GetIndexer().ByIndex(podGroupIndex, podGroupKey(pod.Namespace, m.Group))
+	if err != nil {
+		return spec, false
+	}
+	var pending [2][]*v1.Pod
+	placed := false
+	for _, obj := range objs {
+		p, ok := obj.(*v1.Pod)
+		if !ok || p.UID == pod.UID {
+			continue
+		}
+		peer, ok, err := pl.members.read(p)
+		if !ok || err != nil || peer.Unit != "" || peer.Group != m.Group {
+			continue
+		}
+		if pl.assumed.nodeOf(p) != "" {
+			placed = true
+			continue
+		}
+		if _, chunked := pl.plans.chunkOf[podKey(p)]; chunked || p.DeletionTimestamp != nil ||
+			p.Spec.SchedulerName != pod.Spec.SchedulerName || len(p.Spec.SchedulingGates) > 0 {
+			continue
+		}
+		pending[roleSlot(peer.Role)] = append(pending[roleSlot(peer.Role)], p)
+	}
+	if placed && s.requiredLevel >= 0 {
+		return spec, false
+	}
+	mine, other := roleSlot(m.Role), roleSlot(m.Role.opposite())
+	if len(pending[other]) == 0 {
+		return spec, false
+	}
+	all := len(pending[0]) + len(pending[1]) + 1
+	total := min(poolChunk, all)
+	// The pod's own role gets its pending share of the chunk, the pod
+	// itself included; the other role the rest.
+	share := float64(len(pending[mine])+1) / float64(all)
+	ownN := min(max(int(math.Round(float64(total)*share)), 1), len(pending[mine])+1)
+	otherN := min(max(total-ownN, 1), len(pending[other]))
+	chosen := [2][]*v1.Pod{}
+	for slot, n := range map[int]int{mine: ownN - 1, other: otherN} {
+		list := pending[slot]
+		sort.Slice(list, func(a, b int) bool { return list[a].Name < list[b].Name })
+		chosen[slot] = list[:n]
+	}
+	for _, p := range append(append([]*v1.Pod{pod}, chosen[mine]...), chosen[other]...) {
+		req, err := pl.src.RequestOf(p, pl.gpuResource)
+		if err != nil {
+			if p == pod {
+				return spec, false
+			}
+			continue
+		}
+		role := m.Role
+		if p != pod {
+			peer, _, _ := pl.members.read(p)
+			role = peer.Role
+		}
+		spec.Pods = append(spec.Pods, topology.UnitPod{Name: podKey(p), Prefill: role == RolePrefill, Request: req})
+	}
+	return spec, len(spec.Pods) > 1
+}
+
+// expireChunks forgets chunks planned longer than chunkTTL ago, oldest
+// first. Callers hold mu.
+func (u *unitPlans) expireChunks(now time.Time) {
+	for len(u.chunks) > 0 && now.Sub(u.chunks[0].created) > chunkTTL {
+		if up := u.byUnit[u.chunks[0].key]; up != nil {
+			u.forget(u.chunks[0].key, up)
+		}
+		u.chunks = u.chunks[1:]
+	}
 }

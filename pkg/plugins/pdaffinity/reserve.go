@@ -15,8 +15,9 @@ func (pl *PDAffinity) Reserve(ctx context.Context, cycleState fwk.CycleState, po
 		return nil
 	}
 	pl.assumed.add(pod, node)
-	if s.member.Unit != "" {
-		pl.reservedAt(pod, s.member, node)
+
+	if s.planKey != "" {
+		pl.reservedAt(pod, s.planKey, node)
 	}
 	return nil
 }
@@ -28,7 +29,7 @@ func (pl *PDAffinity) Unreserve(ctx context.Context, cycleState fwk.CycleState, 
 		return
 	}
 	pl.assumed.remove(pod.UID)
-	if s.member.Unit != "" {
-		pl.unreserved(pod, s.member)
+	if s.planKey != "" {
+		pl.unreserved(pod, s.planKey)
 	}
 }

@@ -131,6 +131,7 @@ func (pl *PDAffinity) plannedScore(p *planned, m Member, node string) int64 {
 	for _, peer := range peers {
 		best = max(best, pl.model.Bandwidth(pl.domains.Classify(node, peer)))
 	}
-	// Never above a planned node's score.
-	return min(pl.bandwidthScore(best), framework.MaxNodeScore-1)
+	// A fallback takes at most half a planned node's score: it is there for
+	// a planned node another plugin rejects, not to compete with it.
+	return pl.bandwidthScore(best) / 2
 }

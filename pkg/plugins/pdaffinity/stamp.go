@@ -57,8 +57,8 @@ func (pl *PDAffinity) PostBind(ctx context.Context, cycleState fwk.CycleState, p
 	if err != nil || pl.handle == nil {
 		return
 	}
-	if s.member.Unit != "" {
-		pl.boundIn(pod, s.member)
+	if s.planKey != "" {
+		pl.boundIn(pod, s.planKey)
 	}
 	if !pl.args.PlacementLabels {
 		return
