@@ -93,3 +93,22 @@ type PDAffinityArgs struct {
 	// pod, a second write per pod.
 	PlacementLabels bool
 }
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// GangArgs configures the gang plugin, which places the pods of a PodGroup
+// (scheduling.x-k8s.io/v1alpha1) all-or-nothing.
+type GangArgs struct {
+	metav1.TypeMeta
+
+	// PermitWaitingTimeSeconds is how long a placed pod waits at Permit for
+	// the rest of its group when the PodGroup sets no scheduleTimeoutSeconds.
+	PermitWaitingTimeSeconds int64
+	// PodGroupBackoffSeconds keeps a group that failed out of scheduling for
+	// this long; 0 retries it at once.
+	PodGroupBackoffSeconds int64
+	// PodGroupRejectPercentage: a pod that fails filtering rejects its
+	// group's waiting pods only when more than this percentage of minMember
+	// is still unplaced.
+	PodGroupRejectPercentage int32
+}

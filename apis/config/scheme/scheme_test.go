@@ -64,6 +64,14 @@ func defaultNVLinkTopoArgs() config.NVLinkTopoArgs {
 	}
 }
 
+func defaultGangArgs() config.GangArgs {
+	return config.GangArgs{
+		PermitWaitingTimeSeconds: configv1.DefaultPermitWaitingTimeSeconds,
+		PodGroupBackoffSeconds:   configv1.DefaultPodGroupBackoffSeconds,
+		PodGroupRejectPercentage: configv1.DefaultPodGroupRejectPercentage,
+	}
+}
+
 type wantLevel struct {
 	name, key string
 	bandwidth int64
@@ -77,6 +85,7 @@ func TestDecodePluginConfig(t *testing.T) {
 		wantPreset   string
 		wantLevels   []wantLevel
 		wantSameNode config.SameNodePolicy
+		wantGang     config.GangArgs
 	}{
 		{
 			name: "every field set",
@@ -103,6 +112,11 @@ profiles:
       - {name: spine, nodeLabel: example.com/spine, bandwidth: 25G}
       - {name: leaf, nodeLabel: example.com/leaf, bandwidth: 50G}
       sameNode: Forbid
+  - name: Gang
+    args:
+      permitWaitingTimeSeconds: 120
+      podGroupBackoffSeconds: 30
+      podGroupRejectPercentage: 0
 `,
 			wantNVLink: func(a *config.NVLinkTopoArgs) {
 				a.GPUResourceName = "example.com/gpu"
@@ -117,6 +131,7 @@ profiles:
 				{"leaf", "example.com/leaf", 50e9},
 			},
 			wantSameNode: config.SameNodeForbid,
+			wantGang:     config.GangArgs{PermitWaitingTimeSeconds: 120, PodGroupBackoffSeconds: 30, PodGroupRejectPercentage: 0},
 		},
 		{
 			name: "some fields set, the rest defaulted, explicit zero weight kept",
@@ -134,6 +149,9 @@ profiles:
   - name: PDAffinity
     args:
       levelPreset: gke
+  - name: Gang
+    args:
+      podGroupBackoffSeconds: 10
 `,
 			wantNVLink: func(a *config.NVLinkTopoArgs) {
 				a.IslandPolicy = config.IslandIgnore
@@ -141,6 +159,7 @@ profiles:
 			},
 			wantPreset:   "gke",
 			wantSameNode: config.SameNodePolicy(configv1.DefaultSameNode),
+			wantGang:     func() config.GangArgs { a := defaultGangArgs(); a.PodGroupBackoffSeconds = 10; return a }(),
 		},
 		{
 			name: "empty args are all defaults",
@@ -154,10 +173,13 @@ profiles:
     args: {}
   - name: PDAffinity
     args: {}
+  - name: Gang
+    args: {}
 `,
 			wantNVLink:   func(*config.NVLinkTopoArgs) {},
 			wantPreset:   configv1.DefaultLevelPreset,
 			wantSameNode: config.SameNodePolicy(configv1.DefaultSameNode),
+			wantGang:     defaultGangArgs(),
 		},
 		{
 			name: "no args at all are all defaults",
@@ -169,10 +191,12 @@ profiles:
   pluginConfig:
   - name: NVLinkTopo
   - name: PDAffinity
+  - name: Gang
 `,
 			wantNVLink:   func(*config.NVLinkTopoArgs) {},
 			wantPreset:   configv1.DefaultLevelPreset,
 			wantSameNode: config.SameNodePolicy(configv1.DefaultSameNode),
+			wantGang:     defaultGangArgs(),
 		},
 	}
 	for _, tt := range tests {
@@ -197,9 +221,15 @@ profiles:
 				require.Equal(t, l.bandwidth, pd.Levels[i].Bandwidth.Value())
 			}
 
+			gang, ok := pluginArgs(t, cfg, "tandem-scheduler", "Gang").(*config.GangArgs)
+			require.True(t, ok, "Gang args are not the internal type")
+			gang.TypeMeta = metav1.TypeMeta{}
+			require.Equal(t, tt.wantGang, *gang)
+
 			// What the decoder produces is what the plugins accept.
 			require.NoError(t, validation.ValidateNVLinkTopoArgs(field.NewPath("args"), nvlink))
 			require.NoError(t, validation.ValidatePDAffinityArgs(field.NewPath("args"), pd))
+			require.NoError(t, validation.ValidateGangArgs(field.NewPath("args"), gang))
 		})
 	}
 }
@@ -249,6 +279,15 @@ func TestDecodeRejectsBadArgs(t *testing.T) {
       - {name: leaf, nodeLabel: example.com/leaf, bandwidth: 50G, key: example.com/leaf}
 `,
 			wantErrs: []string{"decoding args for plugin PDAffinity", `unknown field "levels[0].key"`},
+		},
+		{
+			name: "unknown field in Gang args",
+			args: `
+  - name: Gang
+    args:
+      permitWaitingTimeSecond: 30
+`,
+			wantErrs: []string{"strict decoding error", "decoding args for plugin Gang", `unknown field "permitWaitingTimeSecond"`},
 		},
 		{
 			name: "duplicate field in NVLinkTopo args",

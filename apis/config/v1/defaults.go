@@ -19,6 +19,11 @@ const (
 	DefaultIslandFitWeight    int32 = 3
 	DefaultNICProximityWeight int32 = 2
 	DefaultNICBandwidthWeight int32 = 1
+
+	// The gang plugin's defaults are scheduler-plugins' Coscheduling's.
+	DefaultPermitWaitingTimeSeconds int64 = 60
+	DefaultPodGroupBackoffSeconds   int64 = 0
+	DefaultPodGroupRejectPercentage int32 = 10
 )
 
 // DefaultRDMAResourceNames are the extended resources the common RDMA device
@@ -66,5 +71,21 @@ func SetDefaults_PDAffinityArgs(args *PDAffinityArgs) {
 	}
 	if args.GPUResourceName == "" {
 		args.GPUResourceName = DefaultGPUResourceName
+	}
+}
+
+// SetDefaults_GangArgs fills the unset fields of GangArgs.
+func SetDefaults_GangArgs(args *GangArgs) {
+	if args.PermitWaitingTimeSeconds == nil {
+		v := DefaultPermitWaitingTimeSeconds
+		args.PermitWaitingTimeSeconds = &v
+	}
+	if args.PodGroupBackoffSeconds == nil {
+		v := DefaultPodGroupBackoffSeconds
+		args.PodGroupBackoffSeconds = &v
+	}
+	if args.PodGroupRejectPercentage == nil {
+		v := DefaultPodGroupRejectPercentage
+		args.PodGroupRejectPercentage = &v
 	}
 }

@@ -175,3 +175,28 @@ func TestSetDefaultsPDAffinityArgs(t *testing.T) {
 		})
 	}
 }
+
+func TestSetDefaultsGangArgs(t *testing.T) {
+	tests := []struct {
+		name string
+		in   *GangArgs
+		want *GangArgs
+	}{
+		{
+			name: "empty args get Coscheduling's defaults",
+			in:   &GangArgs{},
+			want: &GangArgs{PermitWaitingTimeSeconds: ptr.To[int64](60), PodGroupBackoffSeconds: ptr.To[int64](0), PodGroupRejectPercentage: ptr.To[int32](10)},
+		},
+		{
+			name: "set fields are kept, explicit zeros too",
+			in:   &GangArgs{PermitWaitingTimeSeconds: ptr.To[int64](0), PodGroupBackoffSeconds: ptr.To[int64](30), PodGroupRejectPercentage: ptr.To[int32](0)},
+			want: &GangArgs{PermitWaitingTimeSeconds: ptr.To[int64](0), PodGroupBackoffSeconds: ptr.To[int64](30), PodGroupRejectPercentage: ptr.To[int32](0)},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			SetDefaults_GangArgs(tt.in)
+			require.Equal(t, tt.want, tt.in)
+		})
+	}
+}

@@ -22,6 +22,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(SchemeGroupVersion,
 		&NVLinkTopoArgs{},
 		&PDAffinityArgs{},
+		&GangArgs{},
 	)
 	return nil
 }

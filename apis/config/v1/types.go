@@ -92,3 +92,24 @@ type PDAffinityArgs struct {
 	// tandem.dev/placement annotation travels on the binding itself.
 	PlacementLabels bool `json:"placementLabels,omitempty"`
 }
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// GangArgs configures the gang plugin, which places the pods of a PodGroup
+// (scheduling.x-k8s.io/v1alpha1) all-or-nothing.
+type GangArgs struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// PermitWaitingTimeSeconds is how long a placed pod waits at Permit for
+	// the rest of its group when the PodGroup sets no scheduleTimeoutSeconds.
+	// Default: 60.
+	PermitWaitingTimeSeconds *int64 `json:"permitWaitingTimeSeconds,omitempty"`
+	// PodGroupBackoffSeconds keeps a group whose attempt failed out of
+	// scheduling for this long. Default: 0 (retry at once).
+	PodGroupBackoffSeconds *int64 `json:"podGroupBackoffSeconds,omitempty"`
+	// PodGroupRejectPercentage (0-100): a pod that fails filtering rejects
+	// its group's pods waiting at Permit only when more than this percentage
+	// of minMember is still unplaced; 0 rejects on any failure, 100 never.
+	// Default: 10.
+	PodGroupRejectPercentage *int32 `json:"podGroupRejectPercentage,omitempty"`
+}

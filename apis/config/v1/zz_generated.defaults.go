@@ -29,9 +29,14 @@ import (
 // Public to allow building arbitrary schemes.
 // All generated defaulters are covering - they call all nested defaulters.
 func RegisterDefaults(scheme *runtime.Scheme) error {
+	scheme.AddTypeDefaultingFunc(&GangArgs{}, func(obj interface{}) { SetObjectDefaults_GangArgs(obj.(*GangArgs)) })
 	scheme.AddTypeDefaultingFunc(&NVLinkTopoArgs{}, func(obj interface{}) { SetObjectDefaults_NVLinkTopoArgs(obj.(*NVLinkTopoArgs)) })
 	scheme.AddTypeDefaultingFunc(&PDAffinityArgs{}, func(obj interface{}) { SetObjectDefaults_PDAffinityArgs(obj.(*PDAffinityArgs)) })
 	return nil
+}
+
+func SetObjectDefaults_GangArgs(in *GangArgs) {
+	SetDefaults_GangArgs(in)
 }
 
 func SetObjectDefaults_NVLinkTopoArgs(in *NVLinkTopoArgs) {

@@ -6,6 +6,7 @@ package validation
 import (
 	"fmt"
 	"math"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/sets"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
@@ -121,4 +122,25 @@ func validateLevels(path *field.Path, args *config.PDAffinityArgs) field.ErrorLi
 		errs = append(errs, field.Invalid(path, len(args.Levels), err.Error()))
 	}
 	return errs
+}
+
+// maxPermitWait is the longest the scheduler lets a pod wait at Permit;
+// kube-scheduler cuts a longer wait to this without saying so.
+const maxPermitWait = 15 * time.Minute
+
+// ValidateGangArgs validates GangArgs; path is where the args sit in the
+// scheduler configuration.
+func ValidateGangArgs(path *field.Path, args *config.GangArgs) error {
+	var errs field.ErrorList
+	if w := args.PermitWaitingTimeSeconds; w <= 0 || w > int64(maxPermitWait/time.Second) {
+		errs = append(errs, field.Invalid(path.Child("permitWaitingTimeSeconds"), w,
+			fmt.Sprintf("must be between 1 and %d (kube-scheduler waits at most %s at Permit)", int64(maxPermitWait/time.Second), maxPermitWait)))
+	}
+	if args.PodGroupBackoffSeconds < 0 {
+		errs = append(errs, field.Invalid(path.Child("podGroupBackoffSeconds"), args.PodGroupBackoffSeconds, "must not be negative"))
+	}
+	if p := args.PodGroupRejectPercentage; p < 0 || p > 100 {
+		errs = append(errs, field.Invalid(path.Child("podGroupRejectPercentage"), p, "must be between 0 and 100"))
+	}
+	return errs.ToAggregate()
 }

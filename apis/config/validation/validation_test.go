@@ -299,3 +299,56 @@ func TestValidatePDAffinityArgsEveryPreset(t *testing.T) {
 		})
 	}
 }
+
+func TestValidateGangArgs(t *testing.T) {
+	valid := config.GangArgs{
+		PermitWaitingTimeSeconds: configv1.DefaultPermitWaitingTimeSeconds,
+		PodGroupBackoffSeconds:   configv1.DefaultPodGroupBackoffSeconds,
+		PodGroupRejectPercentage: configv1.DefaultPodGroupRejectPercentage,
+	}
+	tests := []struct {
+		name     string
+		modify   func(*config.GangArgs)
+		wantErrs []string
+	}{
+		{name: "defaults", modify: func(*config.GangArgs) {}},
+		{name: "the longest wait kube-scheduler allows", modify: func(a *config.GangArgs) { a.PermitWaitingTimeSeconds = 900 }},
+		{name: "reject on any failure, back off", modify: func(a *config.GangArgs) { a.PodGroupRejectPercentage = 0; a.PodGroupBackoffSeconds = 30 }},
+		{name: "never reject", modify: func(a *config.GangArgs) { a.PodGroupRejectPercentage = 100 }},
+		{
+			name:     "zero wait",
+			modify:   func(a *config.GangArgs) { a.PermitWaitingTimeSeconds = 0 },
+			wantErrs: []string{"pluginConfig[Gang].args.permitWaitingTimeSeconds: Invalid value: 0", "between 1 and 900"},
+		},
+		{
+			name:     "wait beyond kube-scheduler's cap",
+			modify:   func(a *config.GangArgs) { a.PermitWaitingTimeSeconds = 901 },
+			wantErrs: []string{"pluginConfig[Gang].args.permitWaitingTimeSeconds: Invalid value: 901", "at most 15m0s"},
+		},
+		{
+			name:     "negative backoff",
+			modify:   func(a *config.GangArgs) { a.PodGroupBackoffSeconds = -1 },
+			wantErrs: []string{"pluginConfig[Gang].args.podGroupBackoffSeconds: Invalid value: -1", "must not be negative"},
+		},
+		{
+			name:     "percentage out of range, with another error",
+			modify:   func(a *config.GangArgs) { a.PodGroupRejectPercentage = 101; a.PodGroupBackoffSeconds = -5 },
+			wantErrs: []string{"pluginConfig[Gang].args.podGroupRejectPercentage: Invalid value: 101", "between 0 and 100", "podGroupBackoffSeconds"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := valid
+			tt.modify(&args)
+			err := validation.ValidateGangArgs(field.NewPath("pluginConfig").Key("Gang").Child("args"), &args)
+			if len(tt.wantErrs) == 0 {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			for _, want := range tt.wantErrs {
+				require.ErrorContains(t, err, want)
+			}
+		})
+	}
+}
