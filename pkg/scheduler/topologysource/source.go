@@ -1,6 +1,6 @@
 // Package topologysource gives every tandem plugin in a scheduler process the
 // same informers for the custom resources they read — NodeTopology and
-// scheduler-plugins' PodGroup — each started once and synced before the
+// PodGroup (scheduling.x-k8s.io) — each started once and synced before the
 // first scheduling cycle, and the one placement model (topology.Cluster)
 // those informers, the scheduler's node and pod informers, and the plugins'
 // reservations keep current.
@@ -42,6 +42,7 @@ type Source struct {
 	mu               sync.Mutex
 	topologyInformer cache.SharedIndexInformer
 	topologyLister   listers.NodeTopologyLister
+	podGroupInformer cache.SharedIndexInformer
 	podGroupLister   pglisters.PodGroupLister
 	cluster          *topology.Cluster
 	requests         RequestReader
@@ -110,25 +111,34 @@ func (s *Source) Informer(ctx context.Context, cfg *rest.Config) (cache.SharedIn
 	return s.topologyInformer, s.topologyLister, nil
 }
 
-// PodGroups returns the lister of scheduler-plugins' PodGroups, which give
-// an xPyD unit its size; started like Informer.
+// PodGroups returns the lister of PodGroups (scheduling.x-k8s.io/v1alpha1),
+// which give an xPyD unit its size; started like Informer.
 func (s *Source) PodGroups(ctx context.Context, cfg *rest.Config) (pglisters.PodGroupLister, error) {
+	_, lister, err := s.PodGroupInformer(ctx, cfg)
+	return lister, err
+}
+
+// PodGroupInformer returns the one PodGroup informer of the process and its
+// lister, started and synced on the first call like Informer. Gang watches
+// it to keep its groups' timestamps and to retry a group's pods when their
+// PodGroup appears or changes.
+func (s *Source) PodGroupInformer(ctx context.Context, cfg *rest.Config) (cache.SharedIndexInformer, pglisters.PodGroupLister, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.podGroupLister != nil {
-		return s.podGroupLister, nil
+		return s.podGroupInformer, s.podGroupLister, nil
 	}
 	client, err := pgclient.NewForConfig(jsonConfig(cfg))
 	if err != nil {
-		return nil, fmt.Errorf("building the PodGroup client: %w", err)
+		return nil, nil, fmt.Errorf("building the PodGroup client: %w", err)
 	}
 	factory := pginformers.NewSharedInformerFactory(client, 0)
 	informer := factory.Scheduling().V1alpha1().PodGroups()
 	if err := s.start(ctx, "podgroups.scheduling.x-k8s.io", informer.Informer(), factory.Start); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	s.podGroupLister = informer.Lister()
-	return s.podGroupLister, nil
+	s.podGroupInformer, s.podGroupLister = informer.Informer(), informer.Lister()
+	return s.podGroupInformer, s.podGroupLister, nil
 }
 
 func (s *Source) start(ctx context.Context, resource string, informer cache.SharedIndexInformer, start func(<-chan struct{})) error {
