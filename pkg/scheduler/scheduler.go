@@ -1,18 +1,16 @@
 // Package scheduler assembles the tandem scheduler: the kube-scheduler with
-// tandem's plugins and scheduler-plugins' Coscheduling registered.
+// tandem's plugins registered.
 package scheduler
 
 import (
 	"github.com/spf13/cobra"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
 	"k8s.io/utils/clock"
-	"sigs.k8s.io/scheduler-plugins/pkg/coscheduling"
 
-	// Register the plugin args of tandem and of scheduler-plugins into the
-	// kube-scheduler config scheme.
+	// Register tandem's plugin args into the kube-scheduler config scheme.
 	_ "github.com/tandem-sched/tandem/apis/config/scheme"
-	_ "sigs.k8s.io/scheduler-plugins/apis/config/scheme"
 
+	"github.com/tandem-sched/tandem/pkg/plugins/gang"
 	"github.com/tandem-sched/tandem/pkg/plugins/nvlinktopo"
 	"github.com/tandem-sched/tandem/pkg/plugins/pdaffinity"
 	"github.com/tandem-sched/tandem/pkg/scheduler/topologysource"
@@ -22,13 +20,14 @@ import (
 const SchedulerName = "tandem-scheduler"
 
 // PluginOptions registers the out-of-tree plugins. Each call makes its own
-// NodeTopology source, shared by the plugins of that one scheduler.
+// NodeTopology and PodGroup source, shared by the plugins of that one
+// scheduler.
 func PluginOptions(clk clock.PassiveClock) []app.Option {
 	src := topologysource.New(topologysource.DefaultSyncTimeout)
 	return []app.Option{
 		app.WithPlugin(nvlinktopo.Name, nvlinktopo.NewFactory(src, clk)),
 		app.WithPlugin(pdaffinity.Name, pdaffinity.NewFactory(src)),
-		app.WithPlugin(coscheduling.Name, coscheduling.New),
+		app.WithPlugin(gang.Name, gang.NewFactory(src, clk)),
 	}
 }
 

@@ -346,4 +346,10 @@ func TestShippedSchedulerConfig(t *testing.T) {
 	require.Equal(t, "tandem", pd.LevelPreset)
 	require.Empty(t, pd.Levels)
 	require.Equal(t, config.SameNodePrefer, pd.SameNode)
+
+	gang, ok := pluginArgs(t, cfg, "tandem-scheduler", "Gang").(*config.GangArgs)
+	require.True(t, ok, "Gang args are not the internal type")
+	require.NoError(t, validation.ValidateGangArgs(field.NewPath("pluginConfig").Key("Gang").Child("args"), gang))
+	gang.TypeMeta = metav1.TypeMeta{}
+	require.Equal(t, defaultGangArgs(), *gang, "the shipped file restates the defaults")
 }

@@ -44,7 +44,7 @@ func (pl *PDAffinity) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 		pg, err := pl.podGroups.PodGroups(pod.Namespace).Get(member.PodGroup)
 		switch {
 		case apierrors.IsNotFound(err):
-			// Coscheduling reports the missing PodGroup.
+			// Gang reports the missing PodGroup.
 		case err != nil:
 			return nil, fwk.AsStatus(fmt.Errorf("reading PodGroup %s/%s: %w", pod.Namespace, member.PodGroup, err))
 		default:

@@ -16,8 +16,8 @@ const (
 	// LabelUnitSize makes the group one fixed xPyD unit of this many pods
 	// (replica mode) when no PodGroup says so.
 	LabelUnitSize = "tandem.dev/unit-size"
-	// LabelPodGroup is scheduler-plugins' PodGroup label: its pods form one
-	// unit, placed all-or-nothing by Coscheduling.
+	// LabelPodGroup is the PodGroup label (scheduling.x-k8s.io): its pods
+	// form one unit, placed all-or-nothing by Gang.
 	LabelPodGroup = schedulingv1alpha1.PodGroupLabel
 )
 
