@@ -13,7 +13,7 @@ BIN := bin
 
 UNIT_PKGS = $$($(GO) list ./... | grep -v /test/integration)
 
-.PHONY: help build generate verify test test-unit test-integration demo bench bench-micro clean
+.PHONY: help build generate verify test test-unit test-integration demo bench bench-micro bench-gang clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ bench: bench-micro ## Go micro-benchmarks, then the placement benchmark on 100 n
 
 bench-micro: ## Go micro-benchmarks only (BENCH=regexp to select).
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(UNIT_PKGS)
+
+bench-gang: ## Gang's PreFilter and queue sort against scheduler-plugins' Coscheduling (test/gangbench, a module of its own).
+	cd test/gangbench && $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem
 
 clean: ## Remove built binaries.
 	rm -rf $(BIN)
