@@ -34,6 +34,7 @@ go tool informer-gen --go-header-file "$HEADER" \
 go run "sigs.k8s.io/controller-tools/cmd/controller-gen@$CONTROLLER_GEN_VERSION" \
 	crd:crdVersions=v1 paths=./apis/topology/... output:crd:dir=manifests/crds
 
-# Coscheduling's PodGroup CRD, at the scheduler-plugins version go.mod pins.
+# The PodGroup CRD (scheduling.x-k8s.io) that Gang and PDAffinity read, at the
+# scheduler-plugins version go.mod pins.
 podgroup_crd="$(go list -m -f '{{.Dir}}' sigs.k8s.io/scheduler-plugins)/config/crd/bases/scheduling.x-k8s.io_podgroups.yaml"
 install -m 0644 "$podgroup_crd" manifests/crds/scheduling.x-k8s.io_podgroups.yaml
