@@ -460,20 +460,7 @@ func (p *planner) packGroup(s *sim, group []int, d *Domain) bool {
 	need := p.groupGPUs(group)
 	v := p.v
 	for level := len(v.levels) - 1; level > d.Level; level-- {
-		seen := map[string]bool{}
-		var subs []*Domain
-		for _, node := range d.nodes {
-			id := v.places[node].ids[level]
-			if id == "" || seen[id] {
-				continue
-			}
-			seen[id] = true
-			if sub := v.domains[level][id]; sub != nil && sub.Free >= need {
-				subs = append(subs, sub)
-			}
-		}
-		sort.SliceStable(subs, func(a, b int) bool { return subs[a].Free < subs[b].Free })
-		for _, sub := range subs {
+		for _, sub := range v.subDomains(d, level, need) {
 			if s.placeOn(group, inside(sub.nodes, d)) {
 				return true
 			}
@@ -506,27 +493,31 @@ func (p *planner) packGroup(s *sim, group []int, d *Domain) bool {
 // the tightest that takes them.
 func (s *sim) placeInFinest(pods []int, d *Domain) bool {
 	v := s.p.v
-	finest := len(v.levels) - 1
-	need := s.p.groupGPUs(pods)
-	seen := map[string]bool{}
-	var subs []*Domain
-	for _, node := range d.nodes {
-		id := v.places[node].ids[finest]
-		if id == "" || seen[id] {
-			continue
-		}
-		seen[id] = true
-		if sub := v.domains[finest][id]; sub != nil && sub.Free >= need {
-			subs = append(subs, sub)
-		}
-	}
-	sort.SliceStable(subs, func(a, b int) bool { return subs[a].Free < subs[b].Free })
-	for _, sub := range subs {
+	for _, sub := range v.subDomains(d, len(v.levels)-1, s.p.groupGPUs(pods)) {
 		if s.placeOn(pods, inside(sub.nodes, d)) {
 			return true
 		}
 	}
 	return false
+}
+
+// subDomains are the domains at level under d's nodes with at least need
+// free GPUs, tightest first.
+func (v *DomainIndex) subDomains(d *Domain, level, need int) []*Domain {
+	seen := map[string]bool{}
+	var subs []*Domain
+	for _, node := range d.nodes {
+		id := v.places[node].ids[level]
+		if id == "" || seen[id] {
+			continue
+		}
+		seen[id] = true
+		if sub := v.domains[level][id]; sub != nil && sub.Free >= need {
+			subs = append(subs, sub)
+		}
+	}
+	sort.SliceStable(subs, func(a, b int) bool { return subs[a].Free < subs[b].Free })
+	return subs
 }
 
 // placeNear puts one pod in the finest-level domain of a placed pod of the

@@ -237,26 +237,22 @@ func (pl *PDAffinity) chunkSpec(pod *v1.Pod, m Member, s *preFilterState) (topol
 	share := float64(len(pending[mine])+1) / float64(all)
 	ownN := min(max(int(math.Round(float64(total)*share)), 1), len(pending[mine])+1)
 	otherN := min(max(total-ownN, 1), len(pending[other]))
-	chosen := [2][]*v1.Pod{}
-	for slot, n := range map[int]int{mine: ownN - 1, other: otherN} {
-		list := pending[slot]
+	for _, list := range pending {
 		sort.Slice(list, func(a, b int) bool { return list[a].Name < list[b].Name })
-		chosen[slot] = list[:n]
 	}
-	for _, p := range append(append([]*v1.Pod{pod}, chosen[mine]...), chosen[other]...) {
-		req, err := pl.src.RequestOf(p, pl.gpuResource)
-		if err != nil {
-			if p == pod {
-				return spec, false
+	req, err := pl.src.RequestOf(pod, pl.gpuResource)
+	if err != nil {
+		return spec, false
+	}
+	spec.Pods = append(spec.Pods, topology.UnitPod{Name: podKey(pod), Prefill: m.Role == RolePrefill, Request: req})
+	var take [2]int
+	take[mine], take[other] = ownN-1, otherN
+	for slot, n := range take {
+		for _, p := range pending[slot][:n] {
+			if req, err := pl.src.RequestOf(p, pl.gpuResource); err == nil {
+				spec.Pods = append(spec.Pods, topology.UnitPod{Name: podKey(p), Prefill: slot == roleSlot(RolePrefill), Request: req})
 			}
-			continue
 		}
-		role := m.Role
-		if p != pod {
-			peer, _, _ := pl.members.read(p)
-			role = peer.Role
-		}
-		spec.Pods = append(spec.Pods, topology.UnitPod{Name: podKey(p), Prefill: role == RolePrefill, Request: req})
 	}
 	return spec, len(spec.Pods) > 1
 }
