@@ -123,9 +123,11 @@ func (pl *NVLinkTopo) requestOf(pod *v1.Pod) (topology.GPURequest, error) {
 		Island:      topology.IslandPolicy(pl.args.IslandPolicy),
 		MaxNICLevel: pl.maxNICLevel,
 	}
-	if q, ok := requests[v1.ResourceName(pl.args.GPUResourceName)]; ok {
-		req.Count = int(q.Value())
+	count, err := topologysource.GPUCount(pod, v1.ResourceName(pl.args.GPUResourceName))
+	if err != nil {
+		return req, err
 	}
+	req.Count = count
 	for _, name := range pl.args.RDMAResourceNames {
 		if q, ok := requests[v1.ResourceName(name)]; ok && !q.IsZero() {
 			req.NeedRDMA = true

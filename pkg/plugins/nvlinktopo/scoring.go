@@ -31,7 +31,7 @@ func (pl *NVLinkTopo) Score(ctx context.Context, cycleState fwk.CycleState, pod 
 		return 0, fwk.AsStatus(err)
 	}
 	if fit, ok := s.fits.Load(nodeInfo.Node().Name); ok {
-		return fit.(topology.Fit).Score(pl.weights), nil
+		return clampScore(fit.(topology.Fit).Score(pl.weights)), nil
 	}
 	fit, unfit, status := pl.fit(ctx, nodeInfo.Node().Name, s.request)
 	if status != nil || unfit != nil {
@@ -39,7 +39,12 @@ func (pl *NVLinkTopo) Score(ctx context.Context, cycleState fwk.CycleState, pod 
 		// topology), or the picture changed in between.
 		return 0, nil
 	}
-	return fit.Score(pl.weights), nil
+	return clampScore(fit.Score(pl.weights)), nil
+}
+
+// clampScore keeps a score in [0, MaxNodeScore] whatever went into it.
+func clampScore(s int64) int64 {
+	return max(0, min(framework.MaxNodeScore, s))
 }
 
 // ScoreExtensions returns nil: scores are already in [0, 100].

@@ -8,7 +8,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/cache"
-	resourcehelper "k8s.io/component-helpers/resource"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
@@ -30,6 +29,9 @@ func (pl *PDAffinity) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 		klog.FromContext(ctx).V(3).Info("Malformed P/D labels", "pod", klog.KObj(pod), "err", err)
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
 	}
+	if _, err := topologysource.GPUCount(pod, pl.gpuResource); err != nil {
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
+	}
 	s := &preFilterState{member: member, requiredLevel: -1, ratio: 0.5}
 	if v, ok := pod.Annotations[AnnotationRequiredLevel]; ok {
 		i, found := pl.levels.Index(v)
@@ -47,6 +49,9 @@ func (pl *PDAffinity) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 			// Gang reports the missing PodGroup.
 		case err != nil:
 			return nil, fwk.AsStatus(fmt.Errorf("reading PodGroup %s/%s: %w", pod.Namespace, member.PodGroup, err))
+		case pg.Spec.MinMember > MaxUnitSize:
+			return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("PodGroup %s/%s of pod %s: minMember %d is more than %d pods",
+				pod.Namespace, member.PodGroup, pod.Name, pg.Spec.MinMember, MaxUnitSize))
 		default:
 			unitSize = int(pg.Spec.MinMember)
 		}
@@ -100,9 +105,9 @@ func (pl *PDAffinity) PreFilterExtensions() framework.PreFilterExtensions { retu
 // from the group's own prefill and decode pod counts, scheduled or not.
 func (pl *PDAffinity) poolRatio(pod *v1.Pod, m Member) (float64, error) {
 	if v, ok := pod.Annotations[AnnotationPDRatio]; ok {
-		var p, d int
-		if _, err := fmt.Sscanf(v, "%d:%d", &p, &d); err != nil || p < 1 || d < 1 || fmt.Sprintf("%d:%d", p, d) != v {
-			return 0, fmt.Errorf("pod annotation %s=%q is not a ratio of positive whole numbers like 1:2", AnnotationPDRatio, v)
+		p, d, err := parsePDRatio(pod, v)
+		if err != nil {
+			return 0, err
 		}
 		return float64(p) / float64(p+d), nil
 	}
@@ -172,12 +177,15 @@ func (pl *PDAffinity) roleCounts(pod *v1.Pod, m Member, match func(Member) bool)
 	return &counts
 }
 
+// gpuRequest is the GPUs the pod requests. PreFilter refuses a pod that
+// asks for more than MaxPodGPUs; any other pod (a placed peer) counts as
+// asking for that many.
 func gpuRequest(pod *v1.Pod, name v1.ResourceName) int64 {
-	q, ok := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})[name]
-	if !ok {
-		return 0
+	n, err := topologysource.GPUCount(pod, name)
+	if err != nil {
+		return topologysource.MaxPodGPUs
 	}
-	return q.Value()
+	return int64(n)
 }
 
 func readState(cycleState fwk.CycleState) (*preFilterState, error) {

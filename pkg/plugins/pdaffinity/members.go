@@ -2,7 +2,6 @@ package pdaffinity
 
 import (
 	"fmt"
-	"strconv"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -151,9 +150,9 @@ func (r *memberReader) read(pod *v1.Pod) (Member, bool, error) {
 			m.Unit = "podgroup/" + pg
 		}
 		if v, ok := pod.Labels[LabelUnitSize]; ok {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return m, true, fmt.Errorf("pod label %s=%q is not a positive number of pods", LabelUnitSize, v)
+			n, err := parseUnitSize(pod, v)
+			if err != nil {
+				return m, true, err
 			}
 			m.UnitSize = n
 			if m.Unit == "" {

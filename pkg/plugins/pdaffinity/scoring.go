@@ -30,9 +30,14 @@ func (pl *PDAffinity) Score(ctx context.Context, cycleState fwk.CycleState, pod 
 	if err != nil {
 		return 0, fwk.AsStatus(err)
 	}
+	return clampScore(pl.score(s, nodeInfo)), nil
+}
+
+// score is Score's rating before it is clamped to [0, 100].
+func (pl *PDAffinity) score(s *preFilterState, nodeInfo fwk.NodeInfo) int64 {
 	node := nodeInfo.Node()
 	if p := s.planned; p != nil {
-		return pl.plannedScore(p, s.member, node.Name), nil
+		return pl.plannedScore(p, s.member, node.Name)
 	}
 	np := pl.paths.get(node)
 	g := s.index
@@ -47,7 +52,7 @@ func (pl *PDAffinity) Score(ctx context.Context, cycleState fwk.CycleState, pod 
 		if pl.partnerFits(g, np) {
 			pairing = framework.MaxNodeScore
 		}
-		return (near + pairing) / 2, nil
+		return (near + pairing) / 2
 	case g.targetNodes.Len() > 0:
 		bandwidth = pl.bandwidthTo(g, node.Name, np)
 	case g.remaining > 0:
@@ -55,20 +60,20 @@ func (pl *PDAffinity) Score(ctx context.Context, cycleState fwk.CycleState, pod 
 		// unit is where the rest will follow it.
 		level, free := finestHolding(g.freeGPUs, np.ids, g.remaining)
 		if level < 0 {
-			return 0, nil
+			return 0
 		}
 		score := pl.bandwidthScore(pl.levels[level].Bandwidth)
 		// Among equals, the tightest domain keeps bigger ones whole.
 		tight := float64(g.remaining) / float64(free)
-		return int64(math.Round(0.9*float64(score) + 10*tight)), nil
+		return int64(math.Round(0.9*float64(score) + 10*tight))
 	default:
-		return 0, nil
+		return 0
 	}
 	score := float64(pl.bandwidthScore(bandwidth))
 	if s.member.Unit == "" && pl.balanceLevel >= 0 {
 		score = (score + pl.ratioScore(s, np)) / 2
 	}
-	return int64(math.Round(score)), nil
+	return int64(math.Round(score))
 }
 
 // bandwidthTo is the modeled bandwidth from the node to its nearest target.

@@ -17,7 +17,6 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	resourcehelper "k8s.io/component-helpers/resource"
 	"k8s.io/klog/v2"
 	pgclient "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
 	pginformers "sigs.k8s.io/scheduler-plugins/pkg/generated/informers/externalversions"
@@ -264,8 +263,7 @@ func (s *Source) RequestOf(pod *v1.Pod, gpuResource v1.ResourceName) (topology.G
 		return r(pod)
 	}
 	req := topology.GPURequest{Island: topology.IslandRequired, MaxNICLevel: topology.PCIeLevelSYS}
-	if q, ok := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})[gpuResource]; ok {
-		req.Count = int(q.Value())
-	}
-	return req, nil
+	n, err := GPUCount(pod, gpuResource)
+	req.Count = n
+	return req, err
 }
