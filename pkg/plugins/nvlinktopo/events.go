@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
@@ -54,6 +56,30 @@ func (pl *NVLinkTopo) topologyImproved(old, nt *topologyv1alpha1.NodeTopology) b
 	a.LastHeartbeatTime, b.LastHeartbeatTime = metav1.Time{}, metav1.Time{}
 	return !equality.Semantic.DeepEqual(a, b)
 }
+
+// reportSkew logs and records a Warning event on the Node when its report's
+// heartbeat moves beyond MaxClockSkew ahead of the scheduler's clock; once,
+// not on every heartbeat while it stays ahead.
+func (pl *NVLinkTopo) reportSkew(logger klog.Logger, recorder events.EventRecorder, old, nt *topologyv1alpha1.NodeTopology) {
+	if pl.staleReason(nt.Status.LastHeartbeatTime.Time) != ReasonHeartbeatFromFuture {
+		return
+	}
+	if old != nil && pl.staleReason(old.Status.LastHeartbeatTime.Time) == ReasonHeartbeatFromFuture {
+		return
+	}
+	ahead := -pl.clock.Since(nt.Status.LastHeartbeatTime.Time)
+	logger.Info("NodeTopology heartbeat is ahead of the scheduler's clock; its node takes no pod that needs the topology",
+		"node", nt.Name, "heartbeat", nt.Status.LastHeartbeatTime.Time, "ahead", ahead, "maxClockSkew", MaxClockSkew)
+	if recorder != nil {
+		node := &v1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: nt.Name, UID: types.UID(nt.Name)}
+		recorder.Eventf(node, nil, v1.EventTypeWarning, EventReasonHeartbeatFromFuture, "Scheduling",
+			"%s: heartbeat %s is %s ahead", ReasonHeartbeatFromFuture, nt.Status.LastHeartbeatTime.UTC().Format(time.RFC3339), ahead.Round(time.Second))
+	}
+}
+
+// EventReasonHeartbeatFromFuture is the reason of the Warning event on a
+// Node whose NodeTopology heartbeat is beyond MaxClockSkew ahead.
+const EventReasonHeartbeatFromFuture = "HeartbeatFromFuture"
 
 // waitingPods are the GPU pods that entered a scheduling cycle and have not
 // been placed yet.

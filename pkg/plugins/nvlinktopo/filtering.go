@@ -51,7 +51,15 @@ const (
 	ReasonNoTopology    = "node has no NodeTopology (is tandem-agent running on it?)"
 	reasonNeverReported = "NodeTopology has no heartbeat from tandem-agent"
 	reasonMalformed     = "NodeTopology is malformed"
+	// ReasonHeartbeatFromFuture: an agent whose clock runs fast would
+	// otherwise keep its node trusted until its heartbeat's time came,
+	// long after the agent died.
+	ReasonHeartbeatFromFuture = "NodeTopology heartbeat is more than 1m0s ahead of the scheduler's clock (is the node's clock fast?)"
 )
+
+// MaxClockSkew is how far ahead of the scheduler's clock a heartbeat may be
+// and still count as fresh: clocks kept by NTP agree within far less.
+const MaxClockSkew = time.Minute
 
 // Filter rejects a node whose NodeTopology is missing or stale, or whose
 // free GPUs cannot be arranged the way the pod needs.
@@ -120,7 +128,11 @@ func (pl *NVLinkTopo) staleReason(heartbeat time.Time) string {
 	if heartbeat.IsZero() {
 		return reasonNeverReported
 	}
-	if pl.clock.Since(heartbeat) > pl.args.MaxTopologyAge.Duration {
+	age := pl.clock.Since(heartbeat)
+	if age < -MaxClockSkew {
+		return ReasonHeartbeatFromFuture
+	}
+	if age > pl.args.MaxTopologyAge.Duration {
 		// The same words for every stale node, so the pod's event counts
 		// them instead of listing each age.
 		return "NodeTopology is stale: no heartbeat within maxTopologyAge " + pl.args.MaxTopologyAge.Duration.String()

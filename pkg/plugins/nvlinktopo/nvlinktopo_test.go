@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	st "k8s.io/kubernetes/pkg/scheduler/testing"
@@ -248,6 +250,29 @@ func TestFilter(t *testing.T) {
 			wantCode: fwk.Success,
 		},
 		{
+			name: "heartbeat in 2100",
+			topologies: func(t *testing.T) []*topologyv1alpha1.NodeTopology {
+				return []*topologyv1alpha1.NodeTopology{nodeTopology(t, "n", time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC))}
+			},
+			wantCode:     fwk.UnschedulableAndUnresolvable,
+			wantMessages: []string{ReasonHeartbeatFromFuture},
+		},
+		{
+			name: "heartbeat just beyond the accepted clock skew",
+			topologies: func(t *testing.T) []*topologyv1alpha1.NodeTopology {
+				return []*topologyv1alpha1.NodeTopology{nodeTopology(t, "n", now.Add(MaxClockSkew+time.Millisecond))}
+			},
+			wantCode:     fwk.UnschedulableAndUnresolvable,
+			wantMessages: []string{ReasonHeartbeatFromFuture},
+		},
+		{
+			name: "heartbeat ahead by the accepted clock skew",
+			topologies: func(t *testing.T) []*topologyv1alpha1.NodeTopology {
+				return []*topologyv1alpha1.NodeTopology{nodeTopology(t, "n", now.Add(MaxClockSkew))}
+			},
+			wantCode: fwk.Success,
+		},
+		{
 			name: "heartbeat right now",
 			topologies: func(t *testing.T) []*topologyv1alpha1.NodeTopology {
 				return []*topologyv1alpha1.NodeTopology{nodeTopology(t, "n", now), nodeTopology(t, "other", time.Time{})}
@@ -398,4 +423,26 @@ func TestPreScoreSkipsPlannedPods(t *testing.T) {
 
 	state.Write(topologysource.PlanStateKey, &topologysource.PlanState{Node: "n1"})
 	require.Equal(t, fwk.Skip, pl.PreScore(context.Background(), state, pod, nil).Code())
+}
+
+// A heartbeat beyond MaxClockSkew ahead is reported once, as a Warning event
+// on the Node, and again only after it came back within the skew.
+func TestHeartbeatFromTheFutureIsReported(t *testing.T) {
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	pl, err := New(validArgs(), nil, clocktesting.NewFakePassiveClock(now))
+	require.NoError(t, err)
+	recorder := events.NewFakeRecorder(10)
+	fresh := nodeTopology(t, "n", now)
+	future := nodeTopology(t, "n", time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC))
+
+	pl.reportSkew(klog.Background(), recorder, nil, fresh)
+	pl.reportSkew(klog.Background(), recorder, fresh, future)
+	pl.reportSkew(klog.Background(), recorder, future, future)
+	pl.reportSkew(klog.Background(), recorder, future, fresh)
+	pl.reportSkew(klog.Background(), recorder, fresh, future)
+	require.Len(t, recorder.Events, 2)
+	e := <-recorder.Events
+	require.Contains(t, e, "Warning "+EventReasonHeartbeatFromFuture+" "+ReasonHeartbeatFromFuture)
+	require.Contains(t, e, "heartbeat 2100-01-01T00:00:00Z")
+	require.Contains(t, ReasonHeartbeatFromFuture, MaxClockSkew.String(), "the reason names the skew")
 }

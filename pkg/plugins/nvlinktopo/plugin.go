@@ -89,6 +89,7 @@ func NewFactory(src *topologysource.Source, clk clock.PassiveClock) frameworkrun
 		// NodeTopology event requeues them (EventsToRegister).
 		logger := klog.FromContext(ctx).WithValues("plugin", Name)
 		src.OnReport(func(old, nt *topologyv1alpha1.NodeTopology) {
+			pl.reportSkew(logger, h.EventRecorder(), old, nt)
 			if pl.topologyImproved(old, nt) {
 				pl.waiting.activate(logger, h)
 			}
