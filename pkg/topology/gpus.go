@@ -70,6 +70,9 @@ type NodeReport struct {
 	// Heartbeat is when the agent last confirmed the report; zero when it
 	// never did.
 	Heartbeat time.Time
+	// Malformed is set by the adapter when the object contradicts itself
+	// in parts the report does not carry; such a report is not used.
+	Malformed error
 }
 
 // ReportedGPU is one GPU of a NodeReport.
@@ -137,6 +140,9 @@ func CompileNodeGPUs(r *NodeReport) (*NodeGPUs, error) {
 			return nil, fmt.Errorf("status.gpus[%d]: duplicate index %d", i, g.Index)
 		}
 		byIndex[g.Index] = i
+		if j, dup := n.byUUID[g.UUID]; dup {
+			return nil, fmt.Errorf("status.gpus[%d]: uuid %q is also status.gpus[%d]'s", i, g.UUID, j)
+		}
 		n.byUUID[g.UUID] = i
 		pos, ok := islandPos[g.Island]
 		if !ok {
@@ -172,6 +178,22 @@ func CompileNodeGPUs(r *NodeReport) (*NodeGPUs, error) {
 			slot.NICLevel, slot.NICRateGbps, slot.NIC = level, nic.RateGbps, nic.Name
 		}
 	}
+	// The kubelet hands each GPU to one pod, and only GPUs the node has.
+	holder := make(map[string]string, len(r.GPUs))
+	for i, a := range r.Allocations {
+		for _, uuid := range a.GPUs {
+			if _, ok := n.byUUID[uuid]; !ok {
+				return nil, fmt.Errorf("status.gpuAllocations[%d]: pod %s holds gpu %q, which is not in status.gpus", i, a.Pod, uuid)
+			}
+			if other, dup := holder[uuid]; dup && other != a.Pod {
+				return nil, fmt.Errorf("status.gpuAllocations[%d]: gpu %q is allocated to pod %s and to pod %s", i, uuid, other, a.Pod)
+			}
+			holder[uuid] = a.Pod
+		}
+	}
+	if r.Malformed != nil {
+		return nil, r.Malformed
+	}
 	return n, nil
 }
 
@@ -179,8 +201,8 @@ func CompileNodeGPUs(r *NodeReport) (*NodeGPUs, error) {
 // the scheduler placed since.
 type Used []bool
 
-// NewUsed marks the reported allocations. Unknown UUIDs are ignored: the
-// report may be a moment ahead of or behind the GPU list.
+// NewUsed marks the reported allocations. CompileNodeGPUs refused a report
+// naming unknown UUIDs; unknown ones are skipped all the same.
 func (n *NodeGPUs) NewUsed(allocations []Allocation, skipPods func(pod string) bool) Used {
 	used := make(Used, len(n.GPUs))
 	for _, a := range allocations {

@@ -175,6 +175,35 @@ func TestCompileRejectsContradictions(t *testing.T) {
 		{"path to an unknown GPU", func(s *topologyv1alpha1.NodeTopologyStatus) { s.PCIePaths[3].GPU = 42 }, "status.pciePaths[3]: gpu 42"},
 		{"path to an unknown NIC", func(s *topologyv1alpha1.NodeTopologyStatus) { s.PCIePaths[0].NIC = "mlx5_99" }, `status.pciePaths[0]: nic "mlx5_99"`},
 		{"unknown level", func(s *topologyv1alpha1.NodeTopologyStatus) { s.PCIePaths[0].Level = "NV12" }, "status.pciePaths[0].level"},
+		{"duplicate GPU UUID", func(s *topologyv1alpha1.NodeTopologyStatus) { s.GPUs[5].UUID = s.GPUs[2].UUID },
+			`status.gpus[5]: uuid "` + nt.Status.GPUs[2].UUID + `" is also status.gpus[2]'s`},
+		{"allocation of an unknown GPU", func(s *topologyv1alpha1.NodeTopologyStatus) {
+			s.GPUAllocations = []topologyv1alpha1.GPUAllocation{{Pod: "ns/a", GPUs: []string{"GPU-nope"}}}
+		}, `status.gpuAllocations[0]: pod ns/a holds gpu "GPU-nope", which is not in status.gpus`},
+		{"one GPU allocated to two pods", func(s *topologyv1alpha1.NodeTopologyStatus) {
+			s.GPUAllocations = []topologyv1alpha1.GPUAllocation{{Pod: "ns/a", GPUs: []string{s.GPUs[0].UUID}}, {Pod: "ns/b", GPUs: []string{s.GPUs[1].UUID, s.GPUs[0].UUID}}}
+		}, `status.gpuAllocations[1]: gpu "` + nt.Status.GPUs[0].UUID + `" is allocated to pod ns/a and to pod ns/b`},
+		{"ready with a failed check", func(s *topologyv1alpha1.NodeTopologyStatus) {
+			s.GPUDirectRDMA.Ready = true
+			s.GPUDirectRDMA.Checks = append(s.GPUDirectRDMA.Checks, topologyv1alpha1.GPUDirectCheck{Name: "acs", Result: topologyv1alpha1.CheckFail, Reason: "RedirectEnabled"})
+		}, "status.gpuDirectRDMA.checks[" /* index varies with the shape's checks */},
+		{"a GPU its own peer", func(s *topologyv1alpha1.NodeTopologyStatus) { s.GPUs[3].NVLinkPeers = append(s.GPUs[3].NVLinkPeers, 3) },
+			"status.gpus[3].nvlinkPeers: GPU 3 lists itself"},
+		{"a peer that is no GPU", func(s *topologyv1alpha1.NodeTopologyStatus) { s.GPUs[3].NVLinkPeers = []int32{42} },
+			"status.gpus[3].nvlinkPeers: GPU 42 is not in status.gpus"},
+		{"a peer on another island", func(s *topologyv1alpha1.NodeTopologyStatus) { s.GPUs[7].Island = 5 },
+			"nvlinkPeers: GPU 7 is in island 5"},
+		{"a GPU in two islands", func(s *topologyv1alpha1.NodeTopologyStatus) {
+			s.NVLinkIslands = append(s.NVLinkIslands, topologyv1alpha1.NVLinkIsland{ID: 9, GPUs: []int32{4}})
+		}, "status.nvlinkIslands[1]: GPU 4 is also in island 0"},
+		{"islands disagreeing with a GPU's island", func(s *topologyv1alpha1.NodeTopologyStatus) {
+			for i := range s.GPUs {
+				s.GPUs[i].NVLinkPeers = nil
+			}
+			s.GPUs[6].Island = 1
+		}, "status.nvlinkIslands[0]: GPU 6 is in island 0, but its status.gpus entry says island 1"},
+		{"a GPU in no island", func(s *topologyv1alpha1.NodeTopologyStatus) { s.NVLinkIslands[0].GPUs = s.NVLinkIslands[0].GPUs[:7] },
+			"status.gpus[7]: GPU 7 is in no status.nvlinkIslands entry"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := nt.Status.DeepCopy()

@@ -51,6 +51,10 @@ const (
 // NodeTopologyStatus is what the agent observed on the node.
 // +kubebuilder:validation:XValidation:rule="self.gpuCount == (has(self.gpus) ? size(self.gpus) : 0)",message="gpuCount must equal the number of gpus"
 // +kubebuilder:validation:XValidation:rule="self.nicCount == (has(self.nics) ? size(self.nics) : 0)",message="nicCount must equal the number of nics"
+// +kubebuilder:validation:XValidation:rule="!has(self.gpus) || self.gpus.all(g, self.gpus.exists_one(h, h.uuid == g.uuid))",message="each GPU's uuid must be unique"
+// +kubebuilder:validation:XValidation:rule="!has(self.gpus) || self.gpus.all(g, !has(g.nvlinkPeers) || g.nvlinkPeers.all(p, self.gpus.exists(h, h.index == p && h.island == g.island)))",message="nvlinkPeers must name GPUs of this node on the GPU's own island"
+// +kubebuilder:validation:XValidation:rule="!has(self.nvlinkIslands) || self.nvlinkIslands.all(i, i.gpus.all(x, has(self.gpus) && self.gpus.exists(g, g.index == x && g.island == i.id)))",message="each GPU of an nvlinkIslands entry must be in status.gpus with that island (so in one island only)"
+// +kubebuilder:validation:XValidation:rule="!has(self.nvlinkIslands) || !has(self.gpus) || self.gpus.all(g, self.nvlinkIslands.exists(i, i.id == g.island && g.index in i.gpus))",message="each GPU must be listed in the nvlinkIslands entry of its island"
 type NodeTopologyStatus struct {
 	// GPUCount is the number of GPUs listed; kept beside the list for printer columns.
 	// +kubebuilder:validation:Minimum=0
@@ -167,6 +171,7 @@ const (
 )
 
 // GPU is one physical GPU.
+// +kubebuilder:validation:XValidation:rule="!has(self.nvlinkPeers) || !(self.index in self.nvlinkPeers)",message="a GPU is not its own NVLink peer"
 type GPU struct {
 	// Index is the NVML device index.
 	// +kubebuilder:validation:Minimum=0
@@ -421,8 +426,11 @@ const (
 )
 
 // GPUDirectRDMA is whether GPUDirect RDMA works end to end on the node.
+// +kubebuilder:validation:XValidation:rule="!self.ready || !has(self.checks) || self.checks.all(c, c.result != 'Fail')",message="ready must be false when a check failed"
 type GPUDirectRDMA struct {
-	// Ready is true when every check passed.
+	// Ready is true when every check passed, but for an advisory one left
+	// Unknown (ACS state the unprivileged agent cannot read); never with a
+	// failed check.
 	Ready bool `json:"ready"`
 	// +optional
 	Mode GPUDirectMode `json:"mode,omitempty"`

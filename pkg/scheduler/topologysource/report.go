@@ -40,5 +40,62 @@ func ReportOf(nt *topologyv1alpha1.NodeTopology) *topology.NodeReport {
 	for _, a := range st.GPUAllocations {
 		r.Allocations = append(r.Allocations, topology.Allocation{Pod: a.Pod, GPUs: a.GPUs})
 	}
+	r.Malformed = contradiction(st)
 	return r
+}
+
+// contradiction names the first part of the status that contradicts
+// another in what the model does not carry: the NVLink islands and peers
+// against each GPU's island, and GPUDirect readiness against its checks.
+// The CRD rejects these on write; objects stored before its rules, or
+// written where the CRD is older, are caught here. The model checks the
+// rest (duplicate GPUs, PCIe paths, allocations) as it compiles the report.
+func contradiction(st *topologyv1alpha1.NodeTopologyStatus) error {
+	if st.GPUDirectRDMA.Ready {
+		for i, c := range st.GPUDirectRDMA.Checks {
+			if c.Result == topologyv1alpha1.CheckFail {
+				return fmt.Errorf("status.gpuDirectRDMA.checks[%d]: check %s failed but ready is true", i, c.Name)
+			}
+		}
+	}
+	island := make(map[int32]int32, len(st.GPUs))
+	for _, g := range st.GPUs {
+		island[g.Index] = g.Island
+	}
+	for i, g := range st.GPUs {
+		for _, p := range g.NVLinkPeers {
+			switch peerIsland, ok := island[p]; {
+			case p == g.Index:
+				return fmt.Errorf("status.gpus[%d].nvlinkPeers: GPU %d lists itself", i, g.Index)
+			case !ok:
+				return fmt.Errorf("status.gpus[%d].nvlinkPeers: GPU %d is not in status.gpus", i, p)
+			case peerIsland != g.Island:
+				return fmt.Errorf("status.gpus[%d].nvlinkPeers: GPU %d is in island %d, GPU %d in island %d", i, p, peerIsland, g.Index, g.Island)
+			}
+		}
+	}
+	if len(st.NVLinkIslands) == 0 {
+		return nil
+	}
+	listed := make(map[int32]int32, len(st.GPUs))
+	for i, isl := range st.NVLinkIslands {
+		for _, idx := range isl.GPUs {
+			own, ok := island[idx]
+			switch other, twice := listed[idx]; {
+			case !ok:
+				return fmt.Errorf("status.nvlinkIslands[%d]: GPU %d is not in status.gpus", i, idx)
+			case twice:
+				return fmt.Errorf("status.nvlinkIslands[%d]: GPU %d is also in island %d", i, idx, other)
+			case own != isl.ID:
+				return fmt.Errorf("status.nvlinkIslands[%d]: GPU %d is in island %d, but its status.gpus entry says island %d", i, idx, isl.ID, own)
+			}
+			listed[idx] = isl.ID
+		}
+	}
+	for i, g := range st.GPUs {
+		if _, ok := listed[g.Index]; !ok {
+			return fmt.Errorf("status.gpus[%d]: GPU %d is in no status.nvlinkIslands entry", i, g.Index)
+		}
+	}
+	return nil
 }
