@@ -20,6 +20,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -394,20 +395,52 @@ nodes:
 // NodeTopology and Node while the ValidatingAdmissionPolicies narrow that to
 // gpu-a's.
 func TestAdmissionPolicyConfinesAgentToItsNode(t *testing.T) {
-	base := kustomizeBuild(t)
 	cp := startAuthorizingControlPlane(t)
-	newManifestApplier(t, cp.Config).apply(t, base)
-	ctx := context.Background()
+	newManifestApplier(t, cp.Config).apply(t, kustomizeBuild(t))
+	checkAgentConfined(t, cp, agentNamespace, "tandem-agent")
+}
 
+// An overlay that renames the agent's namespace and name (kustomize's
+// namespace: and namePrefix:) changes nothing the policies rely on.
+func TestAdmissionPolicyConfinesRenamedAgent(t *testing.T) {
+	cp := startAuthorizingControlPlane(t)
+	applier := newManifestApplier(t, cp.Config)
+	var crds []*unstructured.Unstructured
+	for _, obj := range kustomizeBuild(t) {
+		if obj.GetKind() == "CustomResourceDefinition" {
+			crds = append(crds, obj)
+		}
+	}
+	applier.apply(t, crds)
+	renamed := kustomizeBuildDir(t, filepath.Join("testdata", "renamed-agent"))
+	findObject(t, renamed, "ServiceAccount", "gpu-ops", "acme-tandem-agent")
+	applier.apply(t, renamed)
+	checkAgentConfined(t, cp, "gpu-ops", "acme-tandem-agent")
+}
+
+// checkAgentConfined requests node-bound tokens for the agent's service
+// account and checks, against the apiserver, every write the policies allow
+// and every one they refuse.
+func checkAgentConfined(t *testing.T, cp *controlplane.ControlPlane, agentNS, agentSA string) {
+	ctx := context.Background()
+	saUser := "system:serviceaccount:" + agentNS + ":" + agentSA
 	nodes := map[string]*v1.Node{}
 	for _, name := range []string{"gpu-a", "gpu-b"} {
 		node, err := cp.Client.CoreV1().Nodes().Create(ctx, &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"example.com/pool": "gpu"}}}, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
+		node.Status = v1.NodeStatus{
+			Capacity:    v1.ResourceList{"nvidia.com/gpu": resource.MustParse("8")},
+			Allocatable: v1.ResourceList{"nvidia.com/gpu": resource.MustParse("8")},
+			Conditions:  []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionFalse, Reason: "KubeletNotReady", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}},
+		}
+		if node, err = cp.Client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 		nodes[name] = node
 	}
-	tr, err := cp.Client.CoreV1().ServiceAccounts(agentNamespace).CreateToken(ctx, "tandem-agent", &authenticationv1.TokenRequest{
+	tr, err := cp.Client.CoreV1().ServiceAccounts(agentNS).CreateToken(ctx, agentSA, &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{
 			ExpirationSeconds: ptr.To[int64](3600),
 			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Node", APIVersion: "v1", Name: "gpu-a", UID: nodes["gpu-a"].UID},
@@ -427,8 +460,8 @@ func TestAdmissionPolicyConfinesAgentToItsNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u := self.Status.UserInfo; u.Username != agentSAUser || !slices.Equal(u.Extra[nodeNameExtraKey], authenticationv1.ExtraValue{"gpu-a"}) {
-		t.Fatalf("the agent's token authenticates as %q with extra %v, want %q with %s=[gpu-a]", u.Username, u.Extra, agentSAUser, nodeNameExtraKey)
+	if u := self.Status.UserInfo; u.Username != saUser || !slices.Equal(u.Extra[nodeNameExtraKey], authenticationv1.ExtraValue{"gpu-a"}) {
+		t.Fatalf("the agent's token authenticates as %q with extra %v, want %q with %s=[gpu-a]", u.Username, u.Extra, saUser, nodeNameExtraKey)
 	}
 
 	// Policies take effect once the apiserver's policy informers see them.
@@ -449,6 +482,8 @@ func TestAdmissionPolicyConfinesAgentToItsNode(t *testing.T) {
 		return patchNodeLabel(ctx, agentKube, "gpu-b", "tandem.dev/leaf", "l1")
 	})
 	expectDenied(t, err, `tandem-agent on node "gpu-a" may not write Node "gpu-b"`)
+	_, err = agentTandem.TandemV1alpha1().NodeTopologies().Create(ctx, topology("no-such-node"), metav1.CreateOptions{})
+	expectDenied(t, err, `tandem-agent on node "gpu-a" may not write NodeTopology "no-such-node"`)
 
 	// Its own node: create, update, status, as the agent's publisher does.
 	topo, err := agentTandem.TandemV1alpha1().NodeTopologies().Create(ctx, topology("gpu-a"), metav1.CreateOptions{})
@@ -489,21 +524,58 @@ func TestAdmissionPolicyConfinesAgentToItsNode(t *testing.T) {
 	if err := patchNodeLabel(ctx, agentKube, "gpu-a", "tandem.dev/leaf", "l1"); err != nil {
 		t.Errorf("the agent on gpu-a setting tandem.dev/leaf on gpu-a: %v", err)
 	}
-	expectDenied(t, patchNodeLabel(ctx, agentKube, "gpu-a", "example.com/pool", "cpu"), `may change only tandem.dev/ labels`)
-	_, err = agentKube.CoreV1().Nodes().Patch(ctx, "gpu-a", types.MergePatchType, []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{})
-	expectDenied(t, err, `may change only tandem.dev/ labels`)
-	condition := []byte(fmt.Sprintf(`{"status":{"conditions":[{"type":"GPUDirectRDMAReady","status":"True","reason":"ChecksPassed","message":"all checks passed","lastTransitionTime":%q,"lastHeartbeatTime":%q}]}}`,
-		time.Now().UTC().Format(time.RFC3339), time.Now().UTC().Format(time.RFC3339)))
+	nodePatch := func(body string, subresources ...string) error {
+		_, err := agentKube.CoreV1().Nodes().Patch(ctx, "gpu-a", types.MergePatchType, []byte(body), metav1.PatchOptions{}, subresources...)
+		return err
+	}
+	if err := nodePatch(`{"metadata":{"labels":{"tandem.dev/leaf":null}}}`); err != nil {
+		t.Errorf("the agent on gpu-a removing tandem.dev/leaf from gpu-a: %v", err)
+	}
+	const labelsOnly = `may change only tandem.dev/ labels`
+	expectDenied(t, patchNodeLabel(ctx, agentKube, "gpu-a", "example.com/pool", "cpu"), labelsOnly)
+	expectDenied(t, nodePatch(`{"spec":{"unschedulable":true}}`), labelsOnly)
+	expectDenied(t, nodePatch(`{"metadata":{"labels":{"node-role.kubernetes.io/control-plane":""}}}`), labelsOnly)
+	expectDenied(t, nodePatch(`{"metadata":{"labels":{"example.com/pool":null}}}`), labelsOnly)
+	expectDenied(t, nodePatch(`{"metadata":{"annotations":{"example.com/owner":"agent"}}}`), labelsOnly)
+	expectDenied(t, nodePatch(`{"metadata":{"finalizers":["example.com/hold"]}}`), labelsOnly)
+
+	// Through nodes/status: its GPUDirectRDMAReady condition, nothing else.
+	now := time.Now().UTC().Format(time.RFC3339)
+	condition := []byte(fmt.Sprintf(`{"status":{"conditions":[{"type":"GPUDirectRDMAReady","status":"True","reason":"ChecksPassed","message":"all checks passed","lastTransitionTime":%q,"lastHeartbeatTime":%q}]}}`, now, now))
 	if _, err := agentKube.CoreV1().Nodes().Patch(ctx, "gpu-a", types.StrategicMergePatchType, condition, metav1.PatchOptions{}, "status"); err != nil {
 		t.Errorf("the agent on gpu-a setting its GPUDirectRDMAReady condition: %v", err)
 	}
 	_, err = agentKube.CoreV1().Nodes().Patch(ctx, "gpu-b", types.StrategicMergePatchType, condition, metav1.PatchOptions{}, "status")
 	expectDenied(t, err, `tandem-agent on node "gpu-a" may not write Node "gpu-b"`)
+	const conditionOnly = `may change only its GPUDirectRDMAReady condition`
+	for what, body := range map[string]string{
+		"a control-plane label":    `{"metadata":{"labels":{"node-role.kubernetes.io/control-plane":""}}}`,
+		"a node-restriction label": `{"metadata":{"labels":{"node-restriction.kubernetes.io/tenant":"agent"}}}`,
+		"removing a label":         `{"metadata":{"labels":{"example.com/pool":null}}}`,
+		"a tandem.dev label":       `{"metadata":{"labels":{"tandem.dev/leaf":"l9"}}}`,
+		"a foreign annotation":     `{"metadata":{"annotations":{"example.com/owner":"agent"}}}`,
+		"a finalizer":              `{"metadata":{"finalizers":["example.com/hold"]}}`,
+		"raising allocatable GPUs": `{"status":{"allocatable":{"nvidia.com/gpu":"64"}}}`,
+		"raising GPU capacity":     `{"status":{"capacity":{"nvidia.com/gpu":"64"}}}`,
+		"an address":               `{"status":{"addresses":[{"type":"InternalIP","address":"10.9.9.9"}]}}`,
+	} {
+		t.Run("status: "+what, func(t *testing.T) { expectDenied(t, nodePatch(body, "status"), conditionOnly) })
+	}
+	ready := []byte(fmt.Sprintf(`{"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","lastTransitionTime":%q,"lastHeartbeatTime":%q}]}}`, now, now))
+	_, err = agentKube.CoreV1().Nodes().Patch(ctx, "gpu-a", types.StrategicMergePatchType, ready, metav1.PatchOptions{}, "status")
+	expectDenied(t, err, conditionOnly)
+	after, err := cp.Client.CoreV1().Nodes().Get(ctx, "gpu-a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := after.Status.Allocatable["nvidia.com/gpu"]; got.Value() != 8 || after.Labels["example.com/pool"] != "gpu" || len(after.Annotations) != 0 || len(after.Finalizers) != 0 {
+		t.Errorf("node gpu-a changed under refused writes: allocatable %s, labels %v, annotations %v, finalizers %v", got.String(), after.Labels, after.Annotations, after.Finalizers)
+	}
 
 	// A credential without a node (here: impersonation, as a long-lived
 	// secret token would be) is refused outright.
 	unbound := rest.CopyConfig(cp.Config)
-	unbound.Impersonate = rest.ImpersonationConfig{UserName: agentSAUser, Groups: agentSAGroups}
+	unbound.Impersonate = rest.ImpersonationConfig{UserName: saUser, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + agentNS, "system:authenticated"}}
 	unboundTandem := versioned.NewForConfigOrDie(controlplane.JSONConfig(unbound))
 	_, err = unboundTandem.TandemV1alpha1().NodeTopologies().Patch(ctx, "gpu-a", types.MergePatchType, heartbeat, metav1.PatchOptions{}, "status")
 	expectDenied(t, err, "no "+nodeNameExtraKey+" in its credentials")
@@ -521,7 +593,12 @@ func startAuthorizingControlPlane(t *testing.T) *controlplane.ControlPlane {
 // with kustomize's own library.
 func kustomizeBuild(t *testing.T, elem ...string) []*unstructured.Unstructured {
 	t.Helper()
-	dir := filepath.Join(append([]string{controlplane.RepoRoot(), "manifests"}, elem...)...)
+	return kustomizeBuildDir(t, filepath.Join(append([]string{controlplane.RepoRoot(), "manifests"}, elem...)...))
+}
+
+// kustomizeBuildDir renders the kustomization in dir.
+func kustomizeBuildDir(t *testing.T, dir string) []*unstructured.Unstructured {
+	t.Helper()
 	resources, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
 		t.Fatalf("kustomize build %s: %v", dir, err)
