@@ -36,6 +36,13 @@ func (pl *NVLinkTopo) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 	if req.Count == 0 {
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
+	if pl.activeLease != nil {
+		if err := pl.activeLease.Check(); err != nil {
+			// An error, not a verdict on the pod: it is retried after
+			// backoff, and placed once this scheduler is the only one.
+			return nil, fwk.AsStatus(err)
+		}
+	}
 	cycleState.Write(preFilterStateKey, &preFilterState{request: req})
 	pl.waiting.add(pod)
 	return nil, nil

@@ -24,6 +24,7 @@ import (
 	"github.com/tandem-sched/tandem/apis/config"
 	"github.com/tandem-sched/tandem/apis/config/validation"
 	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
+	"github.com/tandem-sched/tandem/pkg/scheduler/activelease"
 	"github.com/tandem-sched/tandem/pkg/scheduler/topologysource"
 	"github.com/tandem-sched/tandem/pkg/topology"
 )
@@ -62,6 +63,9 @@ type NVLinkTopo struct {
 	cluster     *topology.Cluster
 	clock       clock.PassiveClock
 	waiting     waitingPods
+	// activeLease, when set, keeps this process from placing GPU pods
+	// while another tandem scheduler is active.
+	activeLease *activelease.Guard
 }
 
 // NewFactory returns the plugin factory the scheduler registers. Every
@@ -83,6 +87,7 @@ func NewFactory(src *topologysource.Source, clk clock.PassiveClock) frameworkrun
 		if err != nil {
 			return nil, err
 		}
+		pl.activeLease = src.ActiveLease(ctx, h.ClientSet(), clk)
 		src.SetRequestReader(pl.requestOf, pl.Fresh)
 		// Once the model has taken in a report that may help, the GPU
 		// pods waiting for a placement are activated: this is how a

@@ -15,9 +15,11 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 	pgclient "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
 	pginformers "sigs.k8s.io/scheduler-plugins/pkg/generated/informers/externalversions"
 	pglisters "sigs.k8s.io/scheduler-plugins/pkg/generated/listers/scheduling/v1alpha1"
@@ -26,6 +28,7 @@ import (
 	"github.com/tandem-sched/tandem/pkg/generated/clientset/versioned"
 	"github.com/tandem-sched/tandem/pkg/generated/informers/externalversions"
 	listers "github.com/tandem-sched/tandem/pkg/generated/listers/topology/v1alpha1"
+	"github.com/tandem-sched/tandem/pkg/scheduler/activelease"
 	"github.com/tandem-sched/tandem/pkg/topology"
 )
 
@@ -47,6 +50,18 @@ type Source struct {
 	requests         RequestReader
 	fresh            func(node string, heartbeat time.Time) bool
 	onReport         []func(old, nt *topologyv1alpha1.NodeTopology)
+	activeLease      *activelease.Guard
+}
+
+// ActiveLease returns the process's one active-scheduler Lease guard,
+// making it on the first call with the scheduler's context and client.
+func (s *Source) ActiveLease(ctx context.Context, client kubernetes.Interface, clk clock.PassiveClock) *activelease.Guard {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.activeLease == nil {
+		s.activeLease = activelease.New(ctx, client, clk, "")
+	}
+	return s.activeLease
 }
 
 // OnReport adds a function called after the model has taken in a
