@@ -9,11 +9,13 @@ export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 UNIT_TIMEOUT ?= 20m
 INTEGRATION_TIMEOUT ?= 30m
 BENCH ?= .
+# How long `make fuzz` runs each fuzz target.
+FUZZTIME ?= 30s
 BIN := bin
 
 UNIT_PKGS = $$($(GO) list ./... | grep -v /test/integration)
 
-.PHONY: help build generate verify test test-unit test-integration demo bench bench-micro bench-gang clean
+.PHONY: help build generate verify test test-unit test-integration fuzz demo bench bench-micro bench-gang clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -34,6 +36,9 @@ test-integration: ## Integration tests on an in-process kube-apiserver and etcd.
 	$(GO) test -count=1 -timeout $(INTEGRATION_TIMEOUT) ./test/integration/...
 
 test: test-unit test-integration ## Unit and integration tests.
+
+fuzz: ## Every native fuzz target, FUZZTIME (default 30s) each; CI runs them for 2s.
+	FUZZTIME=$(FUZZTIME) GO=$(GO) hack/fuzz.sh
 
 demo: ## Run the demo on an embedded fake GPU cluster.
 	$(GO) run ./cmd/demo
