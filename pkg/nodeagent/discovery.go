@@ -213,14 +213,12 @@ func (d *Discoverer) resolveLeaves(ctx context.Context, node leaf.Node, out *Dis
 	}
 }
 
-// nvlinkDomain is the GB200-style fabric clique ("<cluster UUID>.<clique>",
-// the form GPU Feature Discovery uses) when the GPUs registered with one, the
+// nvlinkDomain is the multi-node NVLink clique ("<cluster UUID>.<clique>",
+// the form GPU Feature Discovery uses) when the fabric vouches for one, the
 // node's own name when NVLink stops at the board, and "" without NVLink.
 func nvlinkDomain(nodeName string, inv gpu.Inventory) string {
-	for _, g := range inv.GPUs {
-		if f := g.Fabric; f != nil && f.State == gpu.FabricCompleted && f.ClusterUUID != "" {
-			return fmt.Sprintf("%s.%d", f.ClusterUUID, f.CliqueID)
-		}
+	if d, ok := FabricDomain(inv); ok {
+		return d
 	}
 	for _, g := range inv.GPUs {
 		if len(g.Peers) > 0 {
@@ -228,6 +226,40 @@ func nvlinkDomain(nodeName string, inv gpu.Inventory) string {
 		}
 	}
 	return ""
+}
+
+// FabricDomain returns the node's multi-node NVLink clique when every GPU
+// agrees on it: each has finished registering with the fabric (state
+// Completed), the fabric manager reports it healthy (status Success), it has
+// a cluster UUID, and it reaches the fabric through an active NVSwitch link.
+// Anything less (a fabric still training, a failed registration, GPUs joined
+// only by bridges, GPUs that disagree) leaves the domain at the node, since
+// two nodes that wrongly share a domain would be paired as if NVLink joined
+// them. A single HGX board's fabric manager may report Completed with an
+// all-zero cluster UUID (read as none): such boards never share a domain.
+func FabricDomain(inv gpu.Inventory) (string, bool) {
+	domain := ""
+	for _, g := range inv.GPUs {
+		f := g.Fabric
+		if f == nil || f.State != gpu.FabricCompleted || f.Status != "Success" || f.ClusterUUID == "" || !switchAttached(g) {
+			return "", false
+		}
+		d := fmt.Sprintf("%s.%d", f.ClusterUUID, f.CliqueID)
+		if domain != "" && d != domain {
+			return "", false
+		}
+		domain = d
+	}
+	return domain, domain != ""
+}
+
+func switchAttached(g gpu.GPU) bool {
+	for _, l := range g.NVLinks {
+		if l.Active && l.RemoteType == gpu.RemoteNVSwitch {
+			return true
+		}
+	}
+	return false
 }
 
 func (out *Discovery) gpuDirectInput() gpudirect.Input {
