@@ -11,6 +11,7 @@ import (
 	"github.com/tandem-sched/tandem/apis/topology/v1alpha1"
 	"github.com/tandem-sched/tandem/pkg/nodeagent/fixtures"
 	"github.com/tandem-sched/tandem/pkg/nodeagent/gpu"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/gpudirect"
 	"github.com/tandem-sched/tandem/pkg/nodeagent/leaf"
 )
 
@@ -149,4 +150,138 @@ func TestFabricDomainTrust(t *testing.T) {
 			}
 		})
 	}
+}
+
+// NICs in published (name) order: rdmap113s0 ... rdmap99s0, rdmap79s0 ...
+const p5Matrix = `
+GPU0 NODE NODE NODE NODE NODE NODE NODE NODE SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS PIX PIX PIX PIX NODE NODE NODE NODE
+GPU1 NODE NODE NODE NODE NODE NODE NODE NODE SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS NODE NODE NODE NODE PIX PIX PIX PIX
+GPU2 PIX PIX PIX PIX NODE NODE NODE NODE SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS NODE NODE NODE NODE NODE NODE NODE NODE
+GPU3 NODE NODE NODE NODE PIX PIX PIX PIX SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS NODE NODE NODE NODE NODE NODE NODE NODE
+GPU4 SYS SYS SYS SYS SYS SYS SYS SYS PIX PIX PIX PIX NODE NODE NODE NODE NODE NODE NODE NODE NODE NODE NODE NODE SYS SYS SYS SYS SYS SYS SYS SYS
+GPU5 SYS SYS SYS SYS SYS SYS SYS SYS NODE NODE NODE NODE PIX PIX PIX PIX NODE NODE NODE NODE NODE NODE NODE NODE SYS SYS SYS SYS SYS SYS SYS SYS
+GPU6 SYS SYS SYS SYS SYS SYS SYS SYS NODE NODE NODE NODE NODE NODE NODE NODE PIX PIX PIX PIX NODE NODE NODE NODE SYS SYS SYS SYS SYS SYS SYS SYS
+GPU7 SYS SYS SYS SYS SYS SYS SYS SYS NODE NODE NODE NODE NODE NODE NODE NODE NODE NODE NODE NODE PIX PIX PIX PIX SYS SYS SYS SYS SYS SYS SYS SYS`
+
+const allPass = "devices=Pass/GPUsAndNICsFound gpu-memory-access=Pass/%s pcie-path=Pass/NICNearGPU acs=Pass/NoACSRedirect iommu=Pass/IOMMUDisabled nic-port=Pass/NICPortsActive"
+
+// p5.48xlarge: 32 EFA ports published as EFA (not IB), NICsDiscovered True,
+// each GPU using its four EFAs, and every one of them checked.
+func TestMachineP5(t *testing.T) {
+	m := build(t, fixtures.P5())
+	node := leaf.Node{Name: m.Spec.Hostname}
+	d := discoverer(m).Discover(context.Background(), node)
+	st := d.Status(nil, time.Unix(1000, 0))
+	assertText(t, "level matrix", levelMatrix(st), p5Matrix)
+	assertText(t, "readiness", readiness(st), "ready=true mode=peermem "+fmt.Sprintf(allPass, "PeerMem"))
+	assertText(t, "conditions", conditions(st), "GPUAllocationsKnown=True/PodResourcesListed GPUDirectRDMAReady=True/AllChecksPassed GPUsDiscovered=True/AllGPUsRead LeafDiscovered=False/LeafUnknown NICsDiscovered=True/AllNICsRead")
+	if st.NICCount != 32 {
+		t.Fatalf("%d NICs, want 32", st.NICCount)
+	}
+	for _, n := range st.NICs {
+		if n.LinkLayer != v1alpha1.LinkLayerEFA || n.RateGbps != 100 || n.State != v1alpha1.PortActive || n.NetDev != "" {
+			t.Errorf("NIC %+v, want an active 100G EFA port without netdev", n)
+		}
+	}
+	if got := fmt.Sprint(d.GPUNICs[2]); got != "[rdmap113s0 rdmap114s0 rdmap115s0 rdmap116s0]" {
+		t.Errorf("GPU 2 uses %s", got)
+	}
+
+	// GPU 2's second EFA goes down: the node is no longer ready, and the
+	// check names that EFA, not the first one.
+	if err := m.SetPortState("rdmap114s0", "1: DOWN", "3: Disabled"); err != nil {
+		t.Fatal(err)
+	}
+	st = discoverer(m).Discover(context.Background(), node).Status(nil, time.Unix(1000, 0))
+	if c := checkOf(st.GPUDirectRDMA, gpudirect.CheckNICPort); st.GPUDirectRDMA.Ready || c.Result != v1alpha1.CheckFail || c.Message != "rdmap114s0 is Down" {
+		t.Errorf("ready %v, nic-port %+v", st.GPUDirectRDMA.Ready, c)
+	}
+	if err := m.SetPortState("rdmap114s0", "4: ACTIVE", "5: LinkUp"); err != nil {
+		t.Fatal(err)
+	}
+	// ACS redirect on the downstream port above GPU 3's second EFA.
+	if err := m.SetACSControl("0000:81:01.0", fixtures.ACSRedirecting); err != nil {
+		t.Fatal(err)
+	}
+	st = discoverer(m).Discover(context.Background(), node).Status(nil, time.Unix(1000, 0))
+	if c := checkOf(st.GPUDirectRDMA, gpudirect.CheckACS); st.GPUDirectRDMA.Ready || c.Result != v1alpha1.CheckFail || !strings.Contains(c.Message, "0000:81:01.0") {
+		t.Errorf("ready %v, acs %+v", st.GPUDirectRDMA.Ready, c)
+	}
+}
+
+const azureNDv5Matrix = `
+GPU0 PIX PHB PHB PHB SYS SYS SYS SYS
+GPU1 PHB PIX PHB PHB SYS SYS SYS SYS
+GPU2 PHB PHB PIX PHB SYS SYS SYS SYS
+GPU3 PHB PHB PHB PIX SYS SYS SYS SYS
+GPU4 SYS SYS SYS SYS PIX PHB PHB PHB
+GPU5 SYS SYS SYS SYS PHB PIX PHB PHB
+GPU6 SYS SYS SYS SYS PHB PHB PIX PHB
+GPU7 SYS SYS SYS SYS PHB PHB PHB PIX`
+
+const azureNDv5SysfsMatrix = `
+GPU0 NODE NODE NODE NODE SYS SYS SYS SYS
+GPU1 NODE NODE NODE NODE SYS SYS SYS SYS
+GPU2 NODE NODE NODE NODE SYS SYS SYS SYS
+GPU3 NODE NODE NODE NODE SYS SYS SYS SYS
+GPU4 SYS SYS SYS SYS NODE NODE NODE NODE
+GPU5 SYS SYS SYS SYS NODE NODE NODE NODE
+GPU6 SYS SYS SYS SYS NODE NODE NODE NODE
+GPU7 SYS SYS SYS SYS NODE NODE NODE NODE`
+
+// Azure ND H100 v5: every device under a VMBus host bridge is placed; with
+// Azure's NCCL topology file each GPU is PIX to its NIC and the node ready;
+// from sysfs alone (no switch visible) the matrix is NODE/SYS and honest
+// about it.
+func TestMachineAzureNDH100v5(t *testing.T) {
+	m := build(t, fixtures.AzureNDH100v5())
+	node := leaf.Node{Name: m.Spec.Hostname}
+	d := discoverer(m).Discover(context.Background(), node)
+	st := d.Status(nil, time.Unix(1000, 0))
+	if d.PCIErr != nil {
+		t.Fatalf("PCI: %v", d.PCIErr)
+	}
+	assertText(t, "level matrix", levelMatrix(st), azureNDv5Matrix)
+	assertText(t, "readiness", readiness(st), "ready=true mode=peermem "+fmt.Sprintf(allPass, "PeerMem"))
+	assertText(t, "conditions", conditions(st), "GPUAllocationsKnown=True/PodResourcesListed GPUDirectRDMAReady=True/AllChecksPassed GPUsDiscovered=True/AllGPUsRead LeafDiscovered=False/LeafUnknown NICsDiscovered=True/AllNICsRead")
+	if dev := d.PCI["0001:00:00.0"]; dev.HostBridge != "pci0001:00" || len(dev.Bridges) != 0 || dev.NUMANode != 0 {
+		t.Errorf("GPU 0 placed as %+v", dev)
+	}
+
+	m.TopologyFile = ""
+	st = discoverer(m).Discover(context.Background(), node).Status(nil, time.Unix(1000, 0))
+	assertText(t, "level matrix from sysfs", levelMatrix(st), azureNDv5SysfsMatrix)
+	assertText(t, "readiness from sysfs", readiness(st), "ready=false mode=peermem devices=Pass/GPUsAndNICsFound gpu-memory-access=Pass/PeerMem pcie-path=Fail/NICAcrossHostBridge acs=Pass/NoACSRedirect iommu=Pass/IOMMUDisabled nic-port=Pass/NICPortsActive")
+}
+
+const dgxA100Matrix = `
+GPU0 PIX PIX NODE NODE SYS SYS SYS SYS
+GPU1 PIX PIX NODE NODE SYS SYS SYS SYS
+GPU2 NODE NODE PIX PIX SYS SYS SYS SYS
+GPU3 NODE NODE PIX PIX SYS SYS SYS SYS
+GPU4 SYS SYS SYS SYS PIX PIX NODE NODE
+GPU5 SYS SYS SYS SYS PIX PIX NODE NODE
+GPU6 SYS SYS SYS SYS NODE NODE PIX PIX
+GPU7 SYS SYS SYS SYS NODE NODE PIX PIX`
+
+// Broadcom PEX88096 switches that present two levels are flattened as NCCL
+// flattens them: PIX where NCCL says PIX. The same tree with a switch
+// vendor's own subsystem id (not base mode, which NCCL leaves alone) stays
+// PXB.
+func TestMachineDGXA100BroadcomSwitches(t *testing.T) {
+	m := build(t, fixtures.DGXA100())
+	st := discoverer(m).Discover(context.Background(), leaf.Node{Name: m.Spec.Hostname}).Status(nil, time.Unix(1000, 0))
+	assertText(t, "level matrix", levelMatrix(st), dgxA100Matrix)
+	assertText(t, "readiness", readiness(st), "ready=true mode=dma-buf "+fmt.Sprintf(allPass, "DMABuf"))
+	assertText(t, "conditions", conditions(st), "GPUAllocationsKnown=True/PodResourcesListed GPUDirectRDMAReady=True/AllChecksPassed GPUsDiscovered=True/AllGPUsRead LeafDiscovered=False/LeafUnknown NICsDiscovered=True/AllNICsRead")
+
+	spec := fixtures.DGXA100()
+	for i := range spec.PCI {
+		if spec.PCI[i].Vendor == fixtures.VendorBroadcom {
+			spec.PCI[i].SubVendor = 0x15d9
+		}
+	}
+	m = build(t, spec)
+	st = discoverer(m).Discover(context.Background(), leaf.Node{Name: m.Spec.Hostname}).Status(nil, time.Unix(1000, 0))
+	assertText(t, "level matrix, not flattened", levelMatrix(st), strings.ReplaceAll(dgxA100Matrix, "PIX", "PXB"))
 }
