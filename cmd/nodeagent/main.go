@@ -47,6 +47,8 @@ type options struct {
 	infiniBandProbe    bool
 	configureGPUDirect bool
 	maxGDRLevel        string
+	acsUnknownPolicy   string
+	ncclTopoFile       string
 	heartbeatInterval  time.Duration
 	resyncInterval     time.Duration
 }
@@ -64,6 +66,8 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.infiniBandProbe, "enable-infiniband-probe", false, "Allow the infiniband leaf source (runs smpquery, needs umad access); it must also be listed in --leaf-sources.")
 	fs.BoolVar(&o.configureGPUDirect, "configure-gpudirect", false, "Load nvidia-peermem when dma-buf is unavailable and clear ACS P2P redirect on bridges between GPUs and their NICs.")
 	fs.StringVar(&o.maxGDRLevel, "max-gpudirect-level", string(v1alpha1.PCIeLevelPXB), "Farthest GPU-NIC PCIe level (PIX, PXB, PHB, NODE, SYS) at which GPUDirect RDMA counts as usable, as NCCL_NET_GDR_LEVEL.")
+	fs.StringVar(&o.acsUnknownPolicy, "acs-unknown-policy", string(gpudirect.ACSUnknownAuto), "What an ACS state the agent cannot read (without CAP_SYS_ADMIN) does to GPUDirect RDMA readiness: auto (not ready only when an IOMMU is enabled, since Linux then turns ACS redirect on), strict (never ready), lenient (ready if everything else passed). The check is published as Unknown either way.")
+	fs.StringVar(&o.ncclTopoFile, "nccl-topo-file", "", "An NCCL topology file (NCCL_TOPO_FILE) whose tree gives the GPU-NIC levels of the devices it lists, for VMs that hide their PCIe switches (Azure ND: /opt/microsoft/ndv5-topo.xml).")
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", nodeagent.DefaultHeartbeatInterval, "How often the NodeTopology's lastHeartbeatTime is refreshed.")
 	fs.DurationVar(&o.resyncInterval, "resync-interval", nodeagent.DefaultResyncInterval, "How often the node is rediscovered; changes are published at once.")
 }
@@ -83,6 +87,9 @@ func (o *options) validate() error {
 	case v1alpha1.PCIeLevelPIX, v1alpha1.PCIeLevelPXB, v1alpha1.PCIeLevelPHB, v1alpha1.PCIeLevelNODE, v1alpha1.PCIeLevelSYS:
 	default:
 		errs = append(errs, fmt.Errorf("--max-gpudirect-level %q is not one of PIX, PXB, PHB, NODE, SYS", o.maxGDRLevel))
+	}
+	if _, err := gpudirect.ParseACSUnknownPolicy(o.acsUnknownPolicy); err != nil {
+		errs = append(errs, fmt.Errorf("--acs-unknown-policy: %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -158,12 +165,20 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
+	var topo *pci.TopologyFile
+	if o.ncclTopoFile != "" {
+		if topo, err = pci.LoadTopologyFile(o.ncclTopoFile); err != nil {
+			return fmt.Errorf("--nccl-topo-file: %w", err)
+		}
+	}
+	acsPolicy, _ := gpudirect.ParseACSUnknownPolicy(o.acsUnknownPolicy)
 	sys := pci.SysFS{Root: o.sysfsRoot}
 	d := &nodeagent.Discoverer{
 		SysRoot:      o.sysfsRoot,
+		Topology:     topo,
 		NVML:         nvmlgpu.New(o.nvmlLibrary),
 		LeafSources:  sources,
-		Checker:      gpudirect.Checker{SysRoot: o.sysfsRoot, ProcRoot: o.procfsRoot, Config: sys, MaxLevel: v1alpha1.PCIeLevel(o.maxGDRLevel)},
+		Checker:      gpudirect.Checker{SysRoot: o.sysfsRoot, ProcRoot: o.procfsRoot, Config: sys, MaxLevel: v1alpha1.PCIeLevel(o.maxGDRLevel), ACSUnknown: acsPolicy},
 		PodResources: podresources.Client{Socket: o.podResourcesSocket, Resource: o.gpuResourceName},
 	}
 	if o.configureGPUDirect {

@@ -21,8 +21,8 @@ func parse(t *testing.T, args ...string) *options {
 
 func TestValidate(t *testing.T) {
 	t.Setenv("NODE_NAME", "")
-	err := parse(t, "--heartbeat-interval=0s", "--max-gpudirect-level=FAR").validate()
-	for _, want := range []string{"--node-name", "--heartbeat-interval", "--max-gpudirect-level"} {
+	err := parse(t, "--heartbeat-interval=0s", "--max-gpudirect-level=FAR", "--acs-unknown-policy=loose").validate()
+	for _, want := range []string{"--node-name", "--heartbeat-interval", "--max-gpudirect-level", `--acs-unknown-policy: ACS policy "loose"`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("validate() = %v, want it to mention %s", err, want)
 		}

@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -284,4 +285,32 @@ func TestMachineDGXA100BroadcomSwitches(t *testing.T) {
 	m = build(t, spec)
 	st = discoverer(m).Discover(context.Background(), leaf.Node{Name: m.Spec.Hostname}).Status(nil, time.Unix(1000, 0))
 	assertText(t, "level matrix, not flattened", levelMatrix(st), strings.ReplaceAll(dgxA100Matrix, "PIX", "PXB"))
+}
+
+// An unprivileged agent cannot read ACS: with no IOMMU the default policy
+// lets the node be ready, and the condition says what was not verified
+// instead of contradicting the label.
+func TestACSUnknownIsVisibleAndConsistent(t *testing.T) {
+	m := build(t, fixtures.HGXH100())
+	for _, p := range m.Spec.PCI {
+		if p.Kind == fixtures.Bridge {
+			if err := os.Truncate(m.ConfigFile(p.BDF), 64); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	d := discoverer(m, leaf.Labels{}).Discover(context.Background(), hgxNode(m))
+	st := d.Status(nil, time.Unix(1000, 0))
+	assertText(t, "readiness", readiness(st), "ready=true mode=dma-buf devices=Pass/GPUsAndNICsFound gpu-memory-access=Pass/DMABuf pcie-path=Pass/NICNearGPU acs=Unknown/ConfigSpaceUnreadable iommu=Pass/IOMMUDisabled nic-port=Pass/NICPortsActive")
+	c := d.GPUDirectCondition()
+	if c.Status != "True" || c.Reason != "PassedWithUnknownChecks" || !strings.Contains(c.Message, "acs Unknown") || d.NodeLabels()["tandem.dev/gpudirect-rdma"] != "true" {
+		t.Errorf("condition %+v, label %q", c, d.NodeLabels()["tandem.dev/gpudirect-rdma"])
+	}
+	// Strict: not ready, and the condition, label and status agree.
+	dd := discoverer(m, leaf.Labels{})
+	dd.Checker.ACSUnknown = gpudirect.ACSUnknownStrict
+	d = dd.Discover(context.Background(), hgxNode(m))
+	if c := d.GPUDirectCondition(); d.GPUDirect.Ready || c.Status != "False" || c.Reason != "ConfigSpaceUnreadable" || d.NodeLabels()["tandem.dev/gpudirect-rdma"] != "false" {
+		t.Errorf("strict: ready %v, condition %+v", d.GPUDirect.Ready, c)
+	}
 }
