@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"k8s.io/utils/clock"
 )
 
 func TestNormalizePCIBusID(t *testing.T) {
@@ -139,5 +142,41 @@ func TestNVSwitchRemoteIDIsNotAWarning(t *testing.T) {
 	// A truly malformed id is still a warning, one per link, naming it.
 	if w := inv.GPUs[2].Warnings; len(w) != 18 || !strings.Contains(w[0], "NVLink 0 remote") || !strings.Contains(w[0], "wider than 16 bits") {
 		t.Errorf("GPU 2 warnings %q", w)
+	}
+}
+
+// A hung NVML call fails discovery after the deadline and keeps failing at
+// once, naming the hung call, until it returns.
+func TestDeadline(t *testing.T) {
+	f := NewFake(DeviceInfo{UUID: "GPU-0", PCIBusID: "0000:18:00.0"})
+	d := &Deadline{Lib: f, Timeout: 50 * time.Millisecond, Clock: clock.RealClock{}}
+	if inv, err := Discover(context.Background(), d); err != nil || len(inv.GPUs) != 1 {
+		t.Fatalf("Discover = %+v, %v", inv, err)
+	}
+	release := f.Hang()
+	defer release()
+	_, err := Discover(context.Background(), d)
+	if !errors.Is(err, ErrNVMLTimeout) || !strings.Contains(err.Error(), "DeviceCount did not return within 50ms") {
+		t.Fatalf("Discover with a hung call: %v", err)
+	}
+	if call, _, ok := d.Hung(); !ok || call != "DeviceCount" {
+		t.Errorf("Hung() = %q, %v", call, ok)
+	}
+	start := time.Now()
+	if _, err := Discover(context.Background(), d); !errors.Is(err, ErrNVMLTimeout) || !strings.Contains(err.Error(), "not attempted: DeviceCount has not returned") || time.Since(start) > 40*time.Millisecond {
+		t.Errorf("second Discover: %v after %v", err, time.Since(start))
+	}
+	release()
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if _, _, ok := d.Hung(); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("still hung after the call returned")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := Discover(context.Background(), d); err != nil {
+		t.Errorf("after the call returned: %v", err)
 	}
 }
