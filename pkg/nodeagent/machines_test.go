@@ -314,3 +314,20 @@ func TestACSUnknownIsVisibleAndConsistent(t *testing.T) {
 		t.Errorf("strict: ready %v, condition %+v", d.GPUDirect.Ready, c)
 	}
 }
+
+// BenchmarkDiscoverMachines is one whole discovery pass (NVML fake, sysfs
+// tree, GPUDirect checks) and its status, per fixture.
+func BenchmarkDiscoverMachines(b *testing.B) {
+	for _, spec := range []fixtures.Spec{fixtures.HGXH100(), fixtures.PCIeServer(), fixtures.GB200Tray(), fixtures.P5(), fixtures.AzureNDH100v5(), fixtures.DGXA100()} {
+		b.Run(spec.Hostname, func(b *testing.B) {
+			m := build(b, spec)
+			d := discoverer(m, leaf.Labels{})
+			node := leaf.Node{Name: spec.Hostname}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = d.Discover(ctx, node).Status(nil, time.Unix(1000, 0))
+			}
+		})
+	}
+}
