@@ -12,16 +12,43 @@ BENCH ?= .
 # How long `make fuzz` runs each fuzz target.
 FUZZTIME ?= 30s
 BIN := bin
+# The node agent needs cgo (go-nvml), so building it for the other
+# architecture needs a cross C compiler: Debian's gcc-aarch64-linux-gnu and
+# gcc-x86-64-linux-gnu. Without one, `make build` says so and skips that
+# architecture; AGENT_ARCHS_REQUIRED=1 makes it an error instead.
+HOST_ARCH := $(shell $(GO) env GOARCH)
+AGENT_ARCHS ?= amd64 arm64
+CROSS_CC_arm64 ?= aarch64-linux-gnu-gcc
+CROSS_CC_amd64 ?= x86_64-linux-gnu-gcc
+AGENT_ARCHS_REQUIRED ?=
 
 UNIT_PKGS = $$($(GO) list ./... | grep -v /test/integration)
 
-.PHONY: help build generate verify test test-unit test-integration fuzz demo bench bench-micro bench-gang clean
+.PHONY: help build build-agents generate verify test test-unit test-integration fuzz demo bench bench-micro bench-gang clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-build: ## Build the binaries into bin/.
+build: build-agents ## Build the binaries into bin/, and the node agent for amd64 and arm64 into bin/linux-<arch>/.
 	$(GO) build -o $(BIN)/ ./cmd/...
+
+build-agents: ## The node agent for each of AGENT_ARCHS (bin/linux-<arch>/nodeagent); another architecture needs its cross C compiler.
+	@set -e; for arch in $(AGENT_ARCHS); do \
+		if [ "$$arch" = "$(HOST_ARCH)" ]; then \
+			echo "nodeagent linux/$$arch"; \
+			CGO_ENABLED=1 GOOS=linux GOARCH=$$arch $(GO) build -o $(BIN)/linux-$$arch/nodeagent ./cmd/nodeagent; \
+			continue; \
+		fi; \
+		case $$arch in arm64) cc="$(CROSS_CC_arm64)";; amd64) cc="$(CROSS_CC_amd64)";; *) echo "build-agents: no cross compiler known for $$arch"; exit 1;; esac; \
+		if command -v "$$cc" >/dev/null 2>&1; then \
+			echo "nodeagent linux/$$arch (CC=$$cc)"; \
+			CGO_ENABLED=1 GOOS=linux GOARCH=$$arch CC="$$cc" $(GO) build -o $(BIN)/linux-$$arch/nodeagent ./cmd/nodeagent; \
+		elif [ -n "$(AGENT_ARCHS_REQUIRED)" ]; then \
+			echo "build-agents: $$cc not found: cannot build the node agent for linux/$$arch (Debian: apt-get install gcc-$$( [ $$arch = arm64 ] && echo aarch64 || echo x86-64 )-linux-gnu)"; exit 1; \
+		else \
+			echo "build-agents: skipping linux/$$arch: $$cc not found (Debian: apt-get install gcc-$$( [ $$arch = arm64 ] && echo aarch64 || echo x86-64 )-linux-gnu)"; \
+		fi; \
+	done
 
 generate: ## Regenerate deepcopy, conversions, defaults, clients and CRDs.
 	hack/update-codegen.sh

@@ -2,8 +2,16 @@
 # The tandem node agent. It needs cgo and glibc: go-nvml dlopens the host
 # driver's libnvidia-ml.so.1 (--nvml-library) at run time, so the binary is
 # built against glibc and runs on a glibc base. Nothing of NVML is copied in.
-#   docker build -f build/nodeagent.Dockerfile -t ghcr.io/tandem-sched/tandem-agent:v0.1.0 .
-FROM golang:1.24-bookworm AS build
+# For amd64 and arm64 (Grace trays) at once, cross-compiling with Debian's
+# cross gcc rather than emulating the build:
+#   docker buildx build --platform linux/amd64,linux/arm64 -f build/nodeagent.Dockerfile \
+#     -t ghcr.io/tandem-sched/tandem-agent:v0.1.0 .
+FROM --platform=$BUILDPLATFORM golang:1.24-bookworm AS build
+ARG TARGETARCH BUILDARCH
+RUN if [ "$TARGETARCH" != "$BUILDARCH" ]; then \
+      case "$TARGETARCH" in arm64) pkg=gcc-aarch64-linux-gnu;; amd64) pkg=gcc-x86-64-linux-gnu;; *) echo "no cross compiler for $TARGETARCH"; exit 1;; esac; \
+      apt-get update && apt-get install -y --no-install-recommends "$pkg" && rm -rf /var/lib/apt/lists/*; \
+    fi
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
@@ -11,7 +19,10 @@ COPY . .
 # go-nvml's headers mark many NVML calls deprecated (as in the Makefile).
 ENV CGO_ENABLED=1 CGO_CFLAGS="-O2 -g -Wno-deprecated-declarations"
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    go build -ldflags='-s -w' -o /out/nodeagent ./cmd/nodeagent
+    if [ "$TARGETARCH" != "$BUILDARCH" ]; then \
+      case "$TARGETARCH" in arm64) export CC=aarch64-linux-gnu-gcc;; amd64) export CC=x86_64-linux-gnu-gcc;; esac; \
+    fi; \
+    GOOS=linux GOARCH=$TARGETARCH go build -ldflags='-s -w' -o /out/nodeagent ./cmd/nodeagent
 
 # debian rather than distroless/base: the agent runs host tools.
 #   lldpcli (lldpd)           the lldp leaf source (needs the host's lldpd socket)

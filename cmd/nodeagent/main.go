@@ -9,22 +9,31 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
+	v1 "k8s.io/api/core/v1"
+	apiruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
 	"github.com/tandem-sched/tandem/apis/topology/v1alpha1"
 	"github.com/tandem-sched/tandem/pkg/generated/clientset/versioned"
 	"github.com/tandem-sched/tandem/pkg/nodeagent"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/gpu"
 	"github.com/tandem-sched/tandem/pkg/nodeagent/gpu/nvmlgpu"
 	"github.com/tandem-sched/tandem/pkg/nodeagent/gpudirect"
 	"github.com/tandem-sched/tandem/pkg/nodeagent/leaf"
@@ -40,6 +49,9 @@ type options struct {
 	sysfsRoot          string
 	procfsRoot         string
 	nvmlLibrary        string
+	driverRoot         string
+	nvmlTimeout        time.Duration
+	healthAddr         string
 	podResourcesSocket string
 	gpuResourceName    string
 	leafSources        string
@@ -47,6 +59,8 @@ type options struct {
 	infiniBandProbe    bool
 	configureGPUDirect bool
 	maxGDRLevel        string
+	acsUnknownPolicy   string
+	ncclTopoFile       string
 	heartbeatInterval  time.Duration
 	resyncInterval     time.Duration
 }
@@ -56,14 +70,19 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Path to a kubeconfig; in-cluster configuration when empty.")
 	fs.StringVar(&o.sysfsRoot, "sysfs-root", "/sys", "Where the host's sysfs is mounted.")
 	fs.StringVar(&o.procfsRoot, "procfs-root", "/proc", "Where the host's procfs is mounted.")
-	fs.StringVar(&o.nvmlLibrary, "nvml-library", "", "Path of libnvidia-ml.so.1; the dynamic loader's search when empty.")
+	fs.StringVar(&o.nvmlLibrary, "nvml-library", "", "Path of libnvidia-ml.so.1. When empty, it is looked for under --driver-root in the library directories of this machine's architecture, then left to the dynamic loader.")
+	fs.StringVar(&o.driverRoot, "driver-root", "", "Where the NVIDIA driver's root is mounted (the host's / for a host-installed driver, the GPU Operator's /run/nvidia/driver); searched for libnvidia-ml.so.1 when --nvml-library is empty.")
+	fs.DurationVar(&o.nvmlTimeout, "nvml-timeout", 30*time.Second, "Deadline of each NVML call; a call that overruns fails discovery and /healthz until it returns.")
+	fs.StringVar(&o.healthAddr, "health-addr", ":8089", "Address of the /healthz, /readyz and /metrics endpoint; empty to disable.")
 	fs.StringVar(&o.podResourcesSocket, "pod-resources-socket", podresources.DefaultSocket, "The kubelet's pod-resources gRPC socket.")
 	fs.StringVar(&o.gpuResourceName, "gpu-resource-name", "nvidia.com/gpu", "Extended resource whose device IDs are GPU UUIDs.")
-	fs.StringVar(&o.leafSources, "leaf-sources", "static,label,lldp", "Comma-separated leaf-switch sources in priority order: static, label, lldp, infiniband.")
+	fs.StringVar(&o.leafSources, "leaf-sources", "static,label", "Comma-separated leaf-switch sources in priority order: static, label, lldp (needs lldpd's socket, overlays/lldp), infiniband (needs /dev/infiniband, overlays/infiniband-probe).")
 	fs.StringVar(&o.staticTopology, "static-topology-file", "", "YAML or JSON file mapping hostnames or NIC GUIDs to leaf and spine (for the static source).")
 	fs.BoolVar(&o.infiniBandProbe, "enable-infiniband-probe", false, "Allow the infiniband leaf source (runs smpquery, needs umad access); it must also be listed in --leaf-sources.")
 	fs.BoolVar(&o.configureGPUDirect, "configure-gpudirect", false, "Load nvidia-peermem when dma-buf is unavailable and clear ACS P2P redirect on bridges between GPUs and their NICs.")
 	fs.StringVar(&o.maxGDRLevel, "max-gpudirect-level", string(v1alpha1.PCIeLevelPXB), "Farthest GPU-NIC PCIe level (PIX, PXB, PHB, NODE, SYS) at which GPUDirect RDMA counts as usable, as NCCL_NET_GDR_LEVEL.")
+	fs.StringVar(&o.acsUnknownPolicy, "acs-unknown-policy", string(gpudirect.ACSUnknownAuto), "What an ACS state the agent cannot read (without CAP_SYS_ADMIN) does to GPUDirect RDMA readiness: auto (not ready only when an IOMMU is enabled, since Linux then turns ACS redirect on), strict (never ready), lenient (ready if everything else passed). The check is published as Unknown either way.")
+	fs.StringVar(&o.ncclTopoFile, "nccl-topo-file", "", "An NCCL topology file (NCCL_TOPO_FILE) whose tree gives the GPU-NIC levels of the devices it lists, for VMs that hide their PCIe switches (Azure ND: /opt/microsoft/ndv5-topo.xml).")
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", nodeagent.DefaultHeartbeatInterval, "How often the NodeTopology's lastHeartbeatTime is refreshed.")
 	fs.DurationVar(&o.resyncInterval, "resync-interval", nodeagent.DefaultResyncInterval, "How often the node is rediscovered; changes are published at once.")
 }
@@ -76,6 +95,9 @@ func (o *options) validate() error {
 	if o.heartbeatInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--heartbeat-interval %v must be positive", o.heartbeatInterval))
 	}
+	if o.nvmlTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--nvml-timeout %v must be positive", o.nvmlTimeout))
+	}
 	if o.resyncInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--resync-interval %v must be positive", o.resyncInterval))
 	}
@@ -83,6 +105,9 @@ func (o *options) validate() error {
 	case v1alpha1.PCIeLevelPIX, v1alpha1.PCIeLevelPXB, v1alpha1.PCIeLevelPHB, v1alpha1.PCIeLevelNODE, v1alpha1.PCIeLevelSYS:
 	default:
 		errs = append(errs, fmt.Errorf("--max-gpudirect-level %q is not one of PIX, PXB, PHB, NODE, SYS", o.maxGDRLevel))
+	}
+	if _, err := gpudirect.ParseACSUnknownPolicy(o.acsUnknownPolicy); err != nil {
+		errs = append(errs, fmt.Errorf("--acs-unknown-policy: %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -148,7 +173,7 @@ func run(ctx context.Context, o *options) error {
 	}
 	// Custom resources have no protobuf encoding.
 	jsonCfg := rest.CopyConfig(cfg)
-	jsonCfg.ContentType, jsonCfg.AcceptContentTypes = runtime.ContentTypeJSON, runtime.ContentTypeJSON
+	jsonCfg.ContentType, jsonCfg.AcceptContentTypes = apiruntime.ContentTypeJSON, apiruntime.ContentTypeJSON
 	tandem, err := versioned.NewForConfig(jsonCfg)
 	if err != nil {
 		return fmt.Errorf("building tandem client: %w", err)
@@ -158,17 +183,39 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
+	var topo *pci.TopologyFile
+	if o.ncclTopoFile != "" {
+		if topo, err = pci.LoadTopologyFile(o.ncclTopoFile); err != nil {
+			return fmt.Errorf("--nccl-topo-file: %w", err)
+		}
+	}
+	acsPolicy, _ := gpudirect.ParseACSUnknownPolicy(o.acsUnknownPolicy)
+	nvmlPath := o.nvmlLibrary
+	if nvmlPath == "" && o.driverRoot != "" {
+		nvmlPath = findNVML(o.driverRoot, runtime.GOARCH)
+	}
+	nvmlLib := &gpu.Deadline{Lib: nvmlgpu.New(nvmlPath), Timeout: o.nvmlTimeout, Clock: clock.RealClock{}}
 	sys := pci.SysFS{Root: o.sysfsRoot}
 	d := &nodeagent.Discoverer{
 		SysRoot:      o.sysfsRoot,
-		NVML:         nvmlgpu.New(o.nvmlLibrary),
+		Topology:     topo,
+		NVML:         nvmlLib,
 		LeafSources:  sources,
-		Checker:      gpudirect.Checker{SysRoot: o.sysfsRoot, ProcRoot: o.procfsRoot, Config: sys, MaxLevel: v1alpha1.PCIeLevel(o.maxGDRLevel)},
+		Checker:      gpudirect.Checker{SysRoot: o.sysfsRoot, ProcRoot: o.procfsRoot, Config: sys, MaxLevel: v1alpha1.PCIeLevel(o.maxGDRLevel), ACSUnknown: acsPolicy},
 		PodResources: podresources.Client{Socket: o.podResourcesSocket, Resource: o.gpuResourceName},
 	}
 	if o.configureGPUDirect {
 		d.Configurator = &gpudirect.Configurator{Runner: run, Config: sys}
 	}
+	health := nodeagent.NewHealth(clock.RealClock{},
+		// A sync may fail and back off up to DefaultBackoff's cap twice
+		// before the agent counts as stuck.
+		o.resyncInterval+2*nodeagent.DefaultBackoff().Cap,
+		3*o.heartbeatInterval)
+	health.Hung = nvmlLib.Hung
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
 	agent := &nodeagent.Agent{
 		NodeName:          o.nodeName,
 		Kube:              kube,
@@ -177,10 +224,44 @@ func run(ctx context.Context, o *options) error {
 		Clock:             clock.RealClock{},
 		ResyncInterval:    o.resyncInterval,
 		HeartbeatInterval: o.heartbeatInterval,
+		Health:            health,
+		Recorder:          broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: "tandem-agent", Host: o.nodeName}),
 	}
 	logger := klog.FromContext(ctx).WithValues("node", o.nodeName)
-	logger.Info("Starting tandem node agent", "sysfsRoot", o.sysfsRoot, "leafSources", o.leafSources, "configureGPUDirect", o.configureGPUDirect)
+	if o.healthAddr != "" {
+		srv := &http.Server{Addr: o.healthAddr, Handler: health.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		lis, err := net.Listen("tcp", o.healthAddr)
+		if err != nil {
+			return fmt.Errorf("--health-addr %s: %w", o.healthAddr, err)
+		}
+		go func() {
+			if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error(err, "Health endpoint stopped")
+			}
+		}()
+		defer srv.Close()
+	}
+	logger.Info("Starting tandem node agent", "sysfsRoot", o.sysfsRoot, "nvmlLibrary", nvmlPath, "leafSources", o.leafSources, "configureGPUDirect", o.configureGPUDirect, "healthAddr", o.healthAddr)
 	return agent.Run(klog.NewContext(ctx, logger))
+}
+
+// nvmlLibDirs are where distributions and the GPU Operator's driver
+// container put libnvidia-ml.so.1, per GOARCH, most specific first.
+var nvmlLibDirs = map[string][]string{
+	"amd64": {"usr/lib/x86_64-linux-gnu", "usr/lib64", "lib64", "usr/lib"},
+	"arm64": {"usr/lib/aarch64-linux-gnu", "usr/lib64", "lib64", "usr/lib"},
+}
+
+// findNVML returns the first libnvidia-ml.so.1 under root for goarch, or ""
+// (the dynamic loader's search) when there is none.
+func findNVML(root, goarch string) string {
+	for _, dir := range nvmlLibDirs[goarch] {
+		p := filepath.Join(root, dir, "libnvidia-ml.so.1")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

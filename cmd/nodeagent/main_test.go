@@ -2,6 +2,8 @@ package main
 
 import (
 	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -21,8 +23,8 @@ func parse(t *testing.T, args ...string) *options {
 
 func TestValidate(t *testing.T) {
 	t.Setenv("NODE_NAME", "")
-	err := parse(t, "--heartbeat-interval=0s", "--max-gpudirect-level=FAR").validate()
-	for _, want := range []string{"--node-name", "--heartbeat-interval", "--max-gpudirect-level"} {
+	err := parse(t, "--heartbeat-interval=0s", "--max-gpudirect-level=FAR", "--acs-unknown-policy=loose").validate()
+	for _, want := range []string{"--node-name", "--heartbeat-interval", "--max-gpudirect-level", `--acs-unknown-policy: ACS policy "loose"`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("validate() = %v, want it to mention %s", err, want)
 		}
@@ -36,8 +38,8 @@ func TestValidate(t *testing.T) {
 func TestLeafSourceList(t *testing.T) {
 	run := runner.NewFake()
 	srcs, err := parse(t).leafSourceList(run)
-	if err != nil || len(srcs) != 2 || srcs[0].Name() != "label" || srcs[1].Name() != "lldp" {
-		t.Errorf("default sources = %v, %v (static is skipped without a file)", srcs, err)
+	if err != nil || len(srcs) != 1 || srcs[0].Name() != "label" {
+		t.Errorf("default sources = %v, %v (static is skipped without a file; lldp needs an overlay)", srcs, err)
 	}
 	if _, err := parse(t, "--leaf-sources=infiniband").leafSourceList(run); err == nil || !strings.Contains(err.Error(), "--enable-infiniband-probe") {
 		t.Errorf("infiniband without the opt-in flag: %v", err)
@@ -47,5 +49,26 @@ func TestLeafSourceList(t *testing.T) {
 	}
 	if _, err := parse(t, "--static-topology-file=/nonexistent/topo.yaml").leafSourceList(run); err == nil || !strings.Contains(err.Error(), "/nonexistent/topo.yaml") {
 		t.Errorf("missing static file: %v", err)
+	}
+}
+
+func TestFindNVML(t *testing.T) {
+	root := t.TempDir()
+	for _, dir := range []string{"usr/lib/aarch64-linux-gnu", "usr/lib64"} {
+		if err := os.MkdirAll(filepath.Join(root, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, dir, "libnvidia-ml.so.1"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := findNVML(root, "arm64"); got != filepath.Join(root, "usr/lib/aarch64-linux-gnu/libnvidia-ml.so.1") {
+		t.Errorf("arm64: %s", got)
+	}
+	if got := findNVML(root, "amd64"); got != filepath.Join(root, "usr/lib64/libnvidia-ml.so.1") {
+		t.Errorf("amd64 (RHEL layout): %s", got)
+	}
+	if got := findNVML(t.TempDir(), "amd64"); got != "" {
+		t.Errorf("no library: %q, want the loader's search", got)
 	}
 }

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"time"
 
+	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -37,6 +39,12 @@ type Agent struct {
 
 	// OnSync, when set, is called after every sync Run makes (for tests).
 	OnSync func(Writes, error)
+	// Health, when set, is told of every sync and heartbeat (/healthz,
+	// /metrics).
+	Health *Health
+	// Recorder, when set, gets an event on the Node for every condition
+	// whose status changes: Normal when it becomes True, Warning otherwise.
+	Recorder record.EventRecorder
 
 	// multiRailLeaves is the number of leaves last logged for a node whose
 	// NICs reach several with none holding a majority; 0 when it is not one.
@@ -97,23 +105,66 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-retryC:
 			sync()
 		case <-heartbeat.C():
-			if _, err := a.Publisher.Heartbeat(ctx); err != nil && ctx.Err() == nil {
+			wrote, err := a.Publisher.Heartbeat(ctx)
+			if err != nil && ctx.Err() == nil {
 				logger.Error(err, "Heartbeat failed")
+			}
+			if a.Health != nil {
+				a.Health.ObserveHeartbeat(wrote, err)
 			}
 		}
 	}
 }
 
-// SyncOnce reads the Node, discovers and publishes. It is not safe for
-// concurrent use.
+// SyncOnce reads the Node, discovers and publishes, and emits an event for
+// every condition whose status changed. It is not safe for concurrent use.
 func (a *Agent) SyncOnce(ctx context.Context) (Writes, error) {
+	start := time.Now()
+	d, w, err := a.syncOnce(ctx)
+	if a.Health != nil {
+		a.Health.ObserveSync(d, w, err, time.Since(start))
+	}
+	return w, err
+}
+
+func (a *Agent) syncOnce(ctx context.Context) (*Discovery, Writes, error) {
 	node, err := a.Kube.CoreV1().Nodes().Get(ctx, a.NodeName, metav1.GetOptions{})
 	if err != nil {
-		return Writes{}, fmt.Errorf("getting node %s: %w", a.NodeName, err)
+		return nil, Writes{}, fmt.Errorf("getting node %s: %w", a.NodeName, err)
 	}
 	d := a.Discoverer.Discover(ctx, leaf.Node{Name: node.Name, Labels: node.Labels})
 	a.logMultiRail(ctx, d)
-	return a.Publisher.Publish(ctx, node, d)
+	w, err := a.Publisher.Publish(ctx, node, d)
+	a.emitTransitions(node, w.Transitions)
+	return d, w, err
+}
+
+// emitTransitions records an event on the Node per changed condition. A
+// condition that first appears True is not news; one that first appears
+// otherwise is.
+func (a *Agent) emitTransitions(node *v1.Node, ts []Transition) {
+	if a.Recorder == nil {
+		return
+	}
+	ref := &v1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: node.Name, UID: node.UID}
+	for _, t := range ts {
+		c := t.Condition
+		if t.Previous == "" && c.Status == metav1.ConditionTrue {
+			continue
+		}
+		kind := v1.EventTypeWarning
+		if c.Status == metav1.ConditionTrue {
+			kind = v1.EventTypeNormal
+		}
+		was := string(t.Previous)
+		if was == "" {
+			was = "unset"
+		}
+		a.Recorder.Eventf(ref, kind, c.Reason, "%s is %s (was %s): %s", c.Type, c.Status, was, c.Message)
+		if a.Health != nil {
+			a.Health.ObserveEvent()
+		}
+	}
 }
 
 // logMultiRail logs, at info, that the node's NICs reach several leaves with

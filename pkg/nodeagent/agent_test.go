@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/ktesting"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -38,6 +39,8 @@ type harness struct {
 	syncs  chan error
 	mu     sync.Mutex
 	writes []string
+	// recorder, when setup sets it, is the agent's event recorder.
+	recorder record.EventRecorder
 }
 
 // setup, when set, runs before the agent starts (install reactors there).
@@ -67,8 +70,9 @@ func newHarness(t *testing.T, resync, heartbeat time.Duration, setup func(*harne
 		Discoverer: discoverer(h.m, leaf.Labels{}),
 		Publisher:  &Publisher{Kube: h.kube, Tandem: h.tandem, Clock: h.clock},
 		Clock:      h.clock, ResyncInterval: resync, HeartbeatInterval: heartbeat,
-		Backoff: wait.Backoff{Duration: time.Second, Factor: 2, Steps: 5, Cap: time.Minute},
-		OnSync:  func(_ Writes, err error) { h.syncs <- err },
+		Backoff:  wait.Backoff{Duration: time.Second, Factor: 2, Steps: 5, Cap: time.Minute},
+		OnSync:   func(_ Writes, err error) { h.syncs <- err },
+		Recorder: h.recorder,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)

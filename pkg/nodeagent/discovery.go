@@ -27,7 +27,12 @@ import (
 // Discoverer gathers everything the agent publishes.
 type Discoverer struct {
 	SysRoot string
-	NVML    gpu.Library
+	// Topology, when set, is an NCCL topology file whose tree gives the
+	// levels between the devices it lists (Azure ND, where the guest sees no
+	// PCIe switch); sysfs still gives every device's bridges for the ACS
+	// check.
+	Topology *pci.TopologyFile
+	NVML     gpu.Library
 	// LeafSources are tried in order; may be empty.
 	LeafSources []leaf.Source
 	Checker     gpudirect.Checker
@@ -61,8 +66,12 @@ type Discovery struct {
 	PCIErr error
 	// Paths is the GPU x NIC level matrix, sorted by GPU then NIC.
 	Paths []v1alpha1.PCIePath
-	// BestNIC maps a GPU index to the NIC it sends through.
+	// BestNIC maps a GPU index to the NIC it sends through first (its rail).
 	BestNIC map[int]string
+	// GPUNICs maps a GPU index to every NIC at its nearest level, sorted:
+	// the NICs NCCL and NIXL spread its traffic over (4 EFA devices per GPU
+	// on p5), each of which the GPUDirect checks look at.
+	GPUNICs map[int][]string
 
 	Fabric       leaf.Fabric
 	LeafErr      error
@@ -81,7 +90,7 @@ type Discovery struct {
 // error is kept in the Discovery next to what the others found.
 func (d *Discoverer) Discover(ctx context.Context, node leaf.Node) *Discovery {
 	logger := klog.FromContext(ctx)
-	out := &Discovery{NodeName: node.Name, PCI: map[string]pci.Device{}, BestNIC: map[int]string{}}
+	out := &Discovery{NodeName: node.Name, PCI: map[string]pci.Device{}, BestNIC: map[int]string{}, GPUNICs: map[int][]string{}}
 
 	if d.NVML != nil {
 		out.GPUs, out.GPUErr = gpu.Discover(ctx, d.NVML)
@@ -99,7 +108,7 @@ func (d *Discoverer) Discover(ctx context.Context, node leaf.Node) *Discovery {
 	d.resolveLeaves(ctx, node, out)
 	out.NVLinkDomain = nvlinkDomain(node.Name, out.GPUs)
 
-	in := out.gpuDirectInput()
+	in := d.gpuDirectInput(out)
 	out.GPUDirect = d.Checker.Check(ctx, in)
 	if d.Configurator != nil && !out.GPUDirect.Ready {
 		out.GPUDirectChanges, out.ConfigureErr = d.Configurator.Configure(ctx, in, out.GPUDirect)
@@ -153,24 +162,42 @@ func (d *Discoverer) placeDevices(out *Discovery) {
 	out.PCIErr = errors.Join(errs...)
 }
 
-// computePaths fills the level matrix, each GPU's best NIC (nearest level;
-// among equals the one serving fewest GPUs so far, then by name) and rails.
+// levelDevice is the device Level is computed on: the NCCL topology file's
+// placement when it lists the device, else sysfs's.
+func (d *Discoverer) levelDevice(out *Discovery, bdf string) (pci.Device, bool) {
+	if dev, ok := d.Topology.Device(bdf); ok {
+		return dev, true
+	}
+	dev, ok := out.PCI[bdf]
+	return dev, ok
+}
+
+// computePaths fills the level matrix, each GPU's NICs at its nearest level,
+// its best NIC (among those, the one serving fewest GPUs so far, then by
+// name) and rails.
 func (d *Discoverer) computePaths(out *Discovery) {
 	load := map[string]int{}
 	for _, g := range out.GPUs.GPUs {
-		gdev, ok := out.PCI[g.PCIBusID]
+		gdev, ok := d.levelDevice(out, g.PCIBusID)
 		if !ok {
 			continue
 		}
 		best, bestRank := "", 99
+		var near []string
 		for _, n := range out.NICs {
-			ndev, ok := out.PCI[n.PCIBusID]
+			ndev, ok := d.levelDevice(out, n.PCIBusID)
 			if !ok {
 				continue
 			}
 			level := pci.Level(gdev, ndev)
 			out.Paths = append(out.Paths, v1alpha1.PCIePath{GPU: int32(g.Index), NIC: n.Name, Level: level})
 			rank := pci.LevelRank(level)
+			switch {
+			case rank < bestRank:
+				near = []string{n.Name}
+			case rank == bestRank:
+				near = append(near, n.Name)
+			}
 			if rank < bestRank || (rank == bestRank && (load[n.Name] < load[best] || (load[n.Name] == load[best] && n.Name < best))) {
 				best, bestRank = n.Name, rank
 			}
@@ -178,6 +205,8 @@ func (d *Discoverer) computePaths(out *Discovery) {
 		if best != "" {
 			out.BestNIC[g.Index] = best
 			load[best]++
+			slices.Sort(near)
+			out.GPUNICs[g.Index] = near
 		}
 	}
 	slices.SortFunc(out.Paths, func(a, b v1alpha1.PCIePath) int {
@@ -213,14 +242,12 @@ func (d *Discoverer) resolveLeaves(ctx context.Context, node leaf.Node, out *Dis
 	}
 }
 
-// nvlinkDomain is the GB200-style fabric clique ("<cluster UUID>.<clique>",
-// the form GPU Feature Discovery uses) when the GPUs registered with one, the
+// nvlinkDomain is the multi-node NVLink clique ("<cluster UUID>.<clique>",
+// the form GPU Feature Discovery uses) when the fabric vouches for one, the
 // node's own name when NVLink stops at the board, and "" without NVLink.
 func nvlinkDomain(nodeName string, inv gpu.Inventory) string {
-	for _, g := range inv.GPUs {
-		if f := g.Fabric; f != nil && f.State == gpu.FabricCompleted && f.ClusterUUID != "" {
-			return fmt.Sprintf("%s.%d", f.ClusterUUID, f.CliqueID)
-		}
+	if d, ok := FabricDomain(inv); ok {
+		return d
 	}
 	for _, g := range inv.GPUs {
 		if len(g.Peers) > 0 {
@@ -230,23 +257,56 @@ func nvlinkDomain(nodeName string, inv gpu.Inventory) string {
 	return ""
 }
 
-func (out *Discovery) gpuDirectInput() gpudirect.Input {
+// FabricDomain returns the node's multi-node NVLink clique when every GPU
+// agrees on it: each has finished registering with the fabric (state
+// Completed), the fabric manager reports it healthy (status Success), it has
+// a cluster UUID, and it reaches the fabric through an active NVSwitch link.
+// Anything less (a fabric still training, a failed registration, GPUs joined
+// only by bridges, GPUs that disagree) leaves the domain at the node, since
+// two nodes that wrongly share a domain would be paired as if NVLink joined
+// them. A single HGX board's fabric manager may report Completed with an
+// all-zero cluster UUID (read as none): such boards never share a domain.
+func FabricDomain(inv gpu.Inventory) (string, bool) {
+	domain := ""
+	for _, g := range inv.GPUs {
+		f := g.Fabric
+		if f == nil || f.State != gpu.FabricCompleted || f.Status != "Success" || f.ClusterUUID == "" || !switchAttached(g) {
+			return "", false
+		}
+		d := fmt.Sprintf("%s.%d", f.ClusterUUID, f.CliqueID)
+		if domain != "" && d != domain {
+			return "", false
+		}
+		domain = d
+	}
+	return domain, domain != ""
+}
+
+func switchAttached(g gpu.GPU) bool {
+	for _, l := range g.NVLinks {
+		if l.Active && l.RemoteType == gpu.RemoteNVSwitch {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *Discoverer) gpuDirectInput(out *Discovery) gpudirect.Input {
 	in := gpudirect.Input{GPUCount: len(out.GPUs.GPUs), NICCount: len(out.NICs)}
 	nics := map[string]NIC{}
 	for _, n := range out.NICs {
 		nics[n.Name] = n
 	}
 	for _, g := range out.GPUs.GPUs {
-		name, ok := out.BestNIC[g.Index]
-		if !ok {
-			continue
+		glevel, _ := d.levelDevice(out, g.PCIBusID)
+		for _, name := range out.GPUNICs[g.Index] {
+			n := nics[name]
+			nlevel, _ := d.levelDevice(out, n.PCIBusID)
+			in.Pairs = append(in.Pairs, gpudirect.Pair{
+				GPU: g.Index, GPUBDF: g.PCIBusID, NIC: name, NICBDF: n.PCIBusID, NICState: n.State,
+				Level: pci.Level(glevel, nlevel), Bridges: pci.PathBridges(out.PCI[g.PCIBusID], out.PCI[n.PCIBusID]),
+			})
 		}
-		n := nics[name]
-		gdev, ndev := out.PCI[g.PCIBusID], out.PCI[n.PCIBusID]
-		in.Pairs = append(in.Pairs, gpudirect.Pair{
-			GPU: g.Index, GPUBDF: g.PCIBusID, NIC: name, NICBDF: n.PCIBusID, NICState: n.State,
-			Level: pci.Level(gdev, ndev), Bridges: pci.PathBridges(gdev, ndev),
-		})
 	}
 	return in
 }

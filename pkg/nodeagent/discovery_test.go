@@ -27,7 +27,15 @@ func build(tb testing.TB, spec fixtures.Spec) *fixtures.Machine {
 }
 
 func discoverer(m *fixtures.Machine, sources ...leaf.Source) *Discoverer {
+	var topo *pci.TopologyFile
+	if m.TopologyFile != "" {
+		var err error
+		if topo, err = pci.LoadTopologyFile(m.TopologyFile); err != nil {
+			panic(err)
+		}
+	}
 	return &Discoverer{
+		Topology:    topo,
 		SysRoot:     m.SysRoot,
 		NVML:        m.NVML,
 		LeafSources: sources,

@@ -8,6 +8,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -34,6 +35,15 @@ type Publisher struct {
 // Writes counts what one Publish call wrote.
 type Writes struct {
 	Topology, Labels, Condition bool
+	// Transitions are the NodeTopology conditions whose status changed in
+	// this write, with Previous their status before ("" when new).
+	Transitions []Transition
+}
+
+// Transition is a condition whose status changed.
+type Transition struct {
+	Previous  metav1.ConditionStatus
+	Condition metav1.Condition
 }
 
 // Publish brings the node's NodeTopology, labels and condition in line with
@@ -41,7 +51,7 @@ type Writes struct {
 func (p *Publisher) Publish(ctx context.Context, node *v1.Node, d *Discovery) (Writes, error) {
 	var w Writes
 	var err error
-	if w.Topology, err = p.publishTopology(ctx, node, d); err != nil {
+	if w.Topology, err = p.publishTopology(ctx, node, d, &w); err != nil {
 		return w, err
 	}
 	if w.Labels, err = p.publishLabels(ctx, node, d.NodeLabels()); err != nil {
@@ -109,7 +119,7 @@ func (p *Publisher) ensure(ctx context.Context, node *v1.Node) error {
 	})
 }
 
-func (p *Publisher) publishTopology(ctx context.Context, node *v1.Node, d *Discovery) (bool, error) {
+func (p *Publisher) publishTopology(ctx context.Context, node *v1.Node, d *Discovery, w *Writes) (bool, error) {
 	if err := p.ensure(ctx, node); err != nil {
 		p.current = nil
 		return false, err
@@ -125,6 +135,7 @@ func (p *Publisher) publishTopology(ctx context.Context, node *v1.Node, d *Disco
 		desired.LastHeartbeatTime = metav1.NewTime(now)
 		obj := p.current.DeepCopy()
 		obj.Status = desired
+		prev := p.current.Status.Conditions
 		updated, err := client.UpdateStatus(ctx, obj, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {
 			fresh, gerr := client.Get(ctx, node.Name, metav1.GetOptions{})
@@ -142,6 +153,7 @@ func (p *Publisher) publishTopology(ctx context.Context, node *v1.Node, d *Disco
 		}
 		p.current = updated
 		wrote = true
+		w.Transitions = transitions(prev, desired.Conditions)
 		klog.FromContext(ctx).V(2).Info("Updated NodeTopology status", "nodeTopology", klog.KObj(updated))
 		return nil
 	})
@@ -226,4 +238,19 @@ func (p *Publisher) publishCondition(ctx context.Context, node *v1.Node, c metav
 	}
 	klog.FromContext(ctx).Info("Updated node condition", "node", klog.KObj(node), "type", want.Type, "status", want.Status, "reason", want.Reason)
 	return true, nil
+}
+
+// transitions are the conditions of next whose status differs from prev's.
+func transitions(prev, next []metav1.Condition) []Transition {
+	var out []Transition
+	for _, c := range next {
+		var was metav1.ConditionStatus
+		if old := meta.FindStatusCondition(prev, c.Type); old != nil {
+			was = old.Status
+		}
+		if was != c.Status {
+			out = append(out, Transition{Previous: was, Condition: c})
+		}
+	}
+	return out
 }

@@ -211,18 +211,32 @@ func (d *Discovery) allocCondition() metav1.Condition {
 	return cond(ConditionGPUAllocationsKnown, true, "PodResourcesListed", fmt.Sprintf("%d pods hold GPUs", len(d.Allocations)))
 }
 
-// GPUDirectCondition summarises the GPUDirect checks: the first failing
-// check's reason, and every failing check's message.
+// GPUDirectCondition summarises the GPUDirect checks. Its status is the
+// node's readiness, which the gpudirect-rdma label also carries: True with
+// reason AllChecksPassed, or PassedWithUnknownChecks when a check the ACS
+// policy lets pass could not be read (named in the message, so that a ready
+// node that was not fully verified says so); False with the first failed
+// check's reason. The message lists every check that did not pass.
 func (d *Discovery) GPUDirectCondition() metav1.Condition {
 	failed := d.GPUDirect.Failed()
 	if len(failed) == 0 {
 		return cond(ConditionGPUDirectRDMAReady, true, "AllChecksPassed", fmt.Sprintf("mode %s, %d checks passed", d.GPUDirect.Mode, len(d.GPUDirect.Checks)))
 	}
 	var msgs []string
+	reason := ""
 	for _, c := range failed {
 		msgs = append(msgs, fmt.Sprintf("%s %s (%s): %s", c.Name, c.Result, c.Reason, c.Message))
+		if reason == "" && c.Result == v1alpha1.CheckFail {
+			reason = c.Reason
+		}
 	}
-	return cond(ConditionGPUDirectRDMAReady, false, failed[0].Reason, strings.Join(msgs, "; "))
+	if d.GPUDirect.Ready {
+		return cond(ConditionGPUDirectRDMAReady, true, "PassedWithUnknownChecks", fmt.Sprintf("mode %s; not verified: %s", d.GPUDirect.Mode, strings.Join(msgs, "; ")))
+	}
+	if reason == "" {
+		reason = failed[0].Reason
+	}
+	return cond(ConditionGPUDirectRDMAReady, false, reason, strings.Join(msgs, "; "))
 }
 
 // StatusEqual compares two statuses ignoring the heartbeat.

@@ -70,6 +70,9 @@ func TestManifests(t *testing.T) {
 	base := kustomizeBuild(t)
 	readPCI := kustomizeBuild(t, "overlays", "read-pci-config")
 	configure := kustomizeBuild(t, "overlays", "configure-gpudirect")
+	lldp := kustomizeBuild(t, "overlays", "lldp")
+	azure := kustomizeBuild(t, "overlays", "azure-nd")
+	ibProbe := kustomizeBuild(t, "overlays", "infiniband-probe")
 	examples := kustomizeBuild(t, "examples")
 
 	cp := startAuthorizingControlPlane(t)
@@ -119,6 +122,9 @@ func TestManifests(t *testing.T) {
 			if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Scheme != v1.URISchemeHTTPS || probe.HTTPGet.Port.IntValue() != 10259 {
 				t.Errorf("%s probe %+v is not HTTPS on 10259", name, probe)
 			}
+		}
+		if spec.PriorityClassName != "system-cluster-critical" {
+			t.Errorf("scheduler priorityClassName %q, want system-cluster-critical", spec.PriorityClassName)
 		}
 		if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
 			t.Errorf("scheduler container requests %v, want CPU and memory", c.Resources.Requests)
@@ -217,12 +223,26 @@ func TestManifests(t *testing.T) {
 		}) {
 			t.Error("NODE_NAME does not come from spec.nodeName")
 		}
-		// --nvml-library points into the driver volume.
-		lib := flagValue(c.Args, "--nvml-library")
+		// --driver-root is a host driver mount.
+		root := flagValue(c.Args, "--driver-root")
 		if !slices.ContainsFunc(c.VolumeMounts, func(m v1.VolumeMount) bool {
-			return strings.HasPrefix(lib, m.MountPath+"/") && hostPathVolume(spec, m.Name) != nil
+			return root == m.MountPath && hostPathVolume(spec, m.Name) != nil
 		}) {
-			t.Errorf("--nvml-library=%q is not inside a host driver mount", lib)
+			t.Errorf("--driver-root=%q is not a host driver mount", root)
+		}
+		if spec.PriorityClassName != "system-node-critical" {
+			t.Errorf("agent priorityClassName %q, want system-node-critical", spec.PriorityClassName)
+		}
+		for name, probe := range map[string]*v1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
+			want := map[string]string{"liveness": "/healthz", "readiness": "/readyz"}[name]
+			if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != want || probe.HTTPGet.Port.String() != "health" {
+				t.Errorf("agent %s probe %+v, want GET %s on the health port", name, probe, want)
+			}
+		}
+		if addr := flagValue(c.Args, "--health-addr"); !slices.ContainsFunc(c.Ports, func(p v1.ContainerPort) bool {
+			return p.Name == "health" && addr == fmt.Sprintf(":%d", p.ContainerPort)
+		}) {
+			t.Errorf("--health-addr=%q is not the health port %+v", addr, c.Ports)
 		}
 	})
 
@@ -239,6 +259,8 @@ func TestManifests(t *testing.T) {
 		}{
 			{"read-pci-config", readPCI, []v1.Capability{"SYS_ADMIN"}, nil, nil},
 			{"configure-gpudirect", configure, []v1.Capability{"SYS_ADMIN", "SYS_MODULE"}, []string{"--configure-gpudirect"}, []string{"host-sys"}},
+			{"lldp", lldp, nil, []string{"--leaf-sources=static,label,lldp"}, nil},
+			{"azure-nd", azure, nil, []string{"--nccl-topo-file=/host/opt/microsoft/ndv5-topo.xml"}, nil},
 		} {
 			ds := &appsv1.DaemonSet{}
 			fromUnstructured(t, findObject(t, tc.objs, "DaemonSet", agentNamespace, "tandem-agent"), ds)
@@ -264,6 +286,16 @@ func TestManifests(t *testing.T) {
 				t.Errorf("%s: the agent pod is refused: %v", tc.name, err)
 			}
 		}
+		// The infiniband probe needs host device nodes, which only a
+		// privileged container may open: it says so, and adds only that.
+		ds := &appsv1.DaemonSet{}
+		fromUnstructured(t, findObject(t, ibProbe, "DaemonSet", agentNamespace, "tandem-agent"), ds)
+		c := ds.Spec.Template.Spec.Containers[0]
+		if !ptr.Deref(c.SecurityContext.Privileged, false) || !slices.Equal(c.Args, append(slices.Clone(baseC.Args), "--enable-infiniband-probe", "--leaf-sources=static,label,infiniband")) {
+			t.Errorf("infiniband-probe: privileged %v args %q", c.SecurityContext.Privileged, c.Args)
+		}
+		// Not applied: the test apiserver runs with privileged containers
+		// disallowed (--allow-privileged=false).
 		// Back to the default agent for the subtests that follow.
 		ap.apply(t, base)
 	})

@@ -3,10 +3,13 @@ package integration
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +19,10 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
 	podresourcesv1 "k8s.io/kubelet/pkg/apis/podresources/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -25,6 +31,7 @@ import (
 	"github.com/tandem-sched/tandem/pkg/generated/clientset/versioned"
 	"github.com/tandem-sched/tandem/pkg/nodeagent"
 	"github.com/tandem-sched/tandem/pkg/nodeagent/fixtures"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/gpu"
 	"github.com/tandem-sched/tandem/pkg/nodeagent/gpudirect"
 	"github.com/tandem-sched/tandem/pkg/nodeagent/leaf"
 	"github.com/tandem-sched/tandem/pkg/nodeagent/pci"
@@ -352,4 +359,209 @@ func TestNodeAgentPublishesAndOnlyWritesChanges(t *testing.T) {
 	if after.ResourceVersion != before.ResourceVersion || getNode().Labels[topology.LabelLeaf] != "leaf-07" {
 		t.Error("stopping the agent changed what it had published")
 	}
+}
+
+// TestNodeAgentHealthAndMetrics runs the agent as the command wires it
+// (health endpoint, NVML deadline, event recorder) against a real apiserver:
+// /readyz and /healthz follow its syncs, /metrics counts its writes (one
+// heartbeat a minute in steady state), a condition's change is an event on
+// the Node, and a hung NVML call fails /healthz until it returns.
+func TestNodeAgentHealthAndMetrics(t *testing.T) {
+	cp := controlplane.StartControlPlane(t)
+	ctx := context.Background()
+	m, err := fixtures.Build(t.TempDir(), fixtures.HGXH100())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeName := m.Spec.Hostname
+	node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{"network.topology.nvidia.com/tier-0": "leaf-07"}}}
+	if _, err := cp.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kube := kubernetes.NewForConfigOrDie(cp.Config)
+	tandem := versioned.NewForConfigOrDie(controlplane.JSONConfig(cp.Config))
+
+	clk := clocktesting.NewFakeClock(time.Now())
+	const resync, heartbeat = 10 * time.Second, time.Minute
+	health := nodeagent.NewHealth(clk, resync+2*nodeagent.DefaultBackoff().Cap, 3*heartbeat)
+	nvml := &gpu.Deadline{Lib: m.NVML, Timeout: 200 * time.Millisecond, Clock: clk}
+	health.Hung = nvml.Hung
+	srv := httptest.NewServer(health.Handler())
+	defer srv.Close()
+	broadcaster := record.NewBroadcaster()
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+
+	syncs := make(chan error, 100)
+	agent := &nodeagent.Agent{
+		NodeName: nodeName,
+		Kube:     kube,
+		Discoverer: &nodeagent.Discoverer{
+			SysRoot:     m.SysRoot,
+			NVML:        nvml,
+			LeafSources: []leaf.Source{leaf.Labels{}},
+			Checker:     gpudirect.Checker{SysRoot: m.SysRoot, ProcRoot: m.ProcRoot, Config: pci.SysFS{Root: m.SysRoot}},
+		},
+		Publisher:         &nodeagent.Publisher{Kube: kube, Tandem: tandem, Clock: clk},
+		Clock:             clk,
+		ResyncInterval:    resync,
+		HeartbeatInterval: heartbeat,
+		Health:            health,
+		Recorder:          broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: "tandem-agent", Host: nodeName}),
+		OnSync:            func(_ nodeagent.Writes, err error) { syncs <- err },
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- agent.Run(runCtx) }()
+	defer func() {
+		stop()
+		<-done
+	}()
+	waitSync := func() {
+		t.Helper()
+		select {
+		case err := <-syncs:
+			if err != nil {
+				t.Fatalf("sync: %v", err)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatal("no sync")
+		}
+	}
+	fetch := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	metric := func(name string) float64 {
+		t.Helper()
+		_, body := fetch("/metrics")
+		for _, line := range strings.Split(body, "\n") {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("metric %s: %v", line, err)
+				}
+				return f
+			}
+		}
+		return 0
+	}
+	// The heartbeat is registered after the first sync is reported: wait
+	// for the clock's waiters so a step does not miss it.
+	next := func() {
+		t.Helper()
+		for !clk.HasWaiters() {
+			time.Sleep(time.Millisecond)
+		}
+		clk.Step(resync)
+		waitSync()
+	}
+
+	waitSync()
+	if code, body := fetch("/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz after the first sync: %d %s", code, body)
+	}
+	if code, body := fetch("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz after the first sync: %d %s", code, body)
+	}
+	for name, want := range map[string]float64{
+		`tandem_agent_api_writes_total{kind="nodetopology"}`:           1,
+		`tandem_agent_api_writes_total{kind="labels"}`:                 1,
+		`tandem_agent_api_writes_total{kind="node-condition"}`:         1,
+		`tandem_agent_gpudirect_ready`:                                 1,
+		`tandem_agent_gpudirect_check{check="nic-port",result="Pass"}`: 1,
+	} {
+		if got := metric(name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+
+	// Steady state, 5 minutes: one heartbeat a minute and nothing else.
+	for i := 1; i <= 30; i++ {
+		next()
+		if i%6 == 0 {
+			deadline := time.Now().Add(waitTimeout)
+			for metric(`tandem_agent_api_writes_total{kind="heartbeat"}`) < float64(i/6) {
+				if time.Now().After(deadline) {
+					t.Fatalf("no heartbeat after %d resyncs", i)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if hb, st := metric(`tandem_agent_api_writes_total{kind="heartbeat"}`), metric(`tandem_agent_api_writes_total{kind="nodetopology"}`); hb != 5 || st != 1 {
+		t.Errorf("5 minutes of steady state: %v heartbeats and %v status writes, want 5 and still 1", hb, st)
+	}
+	t.Logf("steady state: %.1f API writes per minute", metric(`tandem_agent_api_writes_total{kind="heartbeat"}`)/5)
+
+	// A NIC goes down: an event on the Node says so.
+	if err := m.SetPortState("mlx5_2", "1: DOWN", "3: Disabled"); err != nil {
+		t.Fatal(err)
+	}
+	next()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		evs, err := cp.Client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=Node,involvedObject.name=" + nodeName})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(evs.Items, func(e v1.Event) bool {
+			return e.Type == v1.EventTypeWarning && e.Reason == "NICPortNotActive" && strings.HasPrefix(e.Message, "GPUDirectRDMAReady is False (was True)")
+		}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no NICPortNotActive event on node %s: %+v", nodeName, evs.Items)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := metric(`tandem_agent_gpudirect_check{check="nic-port",result="Fail"}`); got != 1 {
+		t.Errorf("nic-port Fail gauge %v", got)
+	}
+
+	// NVML hangs: the sync still publishes (GPUsDiscovered False), and
+	// /healthz names the hung call until it returns.
+	release := m.NVML.Hang()
+	defer release()
+	next()
+	code, body := fetch("/healthz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "NVML call DeviceCount has not returned") {
+		t.Errorf("/healthz with NVML hung: %d %s", code, body)
+	}
+	nt, err := cp.Tandem.TandemV1alpha1().NodeTopologies().Get(ctx, nodeName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := findCondition(nt.Status.Conditions, nodeagent.ConditionGPUsDiscovered); c == nil || c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "did not return within") {
+		t.Errorf("GPUsDiscovered with NVML hung: %+v", c)
+	}
+	release()
+	for deadline := time.Now().Add(waitTimeout); ; time.Sleep(10 * time.Millisecond) {
+		if _, _, hung := nvml.Hung(); !hung {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("NVML still hung after release")
+		}
+	}
+	next()
+	if code, body := fetch("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz after NVML returned: %d %s", code, body)
+	}
+}
+
+func findCondition(cs []metav1.Condition, t string) *metav1.Condition {
+	for i := range cs {
+		if cs[i].Type == t {
+			return &cs[i]
+		}
+	}
+	return nil
 }

@@ -28,9 +28,10 @@ const (
 
 // DefaultRDMAResourceNames are the extended resources the common RDMA device
 // plugins advertise: the shared-device plugin, the SR-IOV plugin's default
-// InfiniBand pool, and the NVIDIA Network Operator's host-device pool.
+// InfiniBand pool, the NVIDIA Network Operator's host-device pool, and AWS's
+// EFA device plugin.
 func DefaultRDMAResourceNames() []string {
-	return []string{"rdma/rdma_shared_device_a", "rdma/ib", "nvidia.com/hostdev"}
+	return []string{"rdma/rdma_shared_device_a", "rdma/ib", "nvidia.com/hostdev", "vpc.amazonaws.com/efa"}
 }
 
 // SetDefaults_NVLinkTopoArgs fills the unset fields of NVLinkTopoArgs.

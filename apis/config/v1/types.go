@@ -32,7 +32,8 @@ type NVLinkTopoArgs struct {
 	// Default: nvidia.com/gpu.
 	GPUResourceName string `json:"gpuResourceName,omitempty"`
 	// RDMAResourceNames are the extended resources that mark a pod as needing
-	// RDMA. Default: rdma/rdma_shared_device_a, rdma/ib, nvidia.com/hostdev.
+	// RDMA. Default: rdma/rdma_shared_device_a, rdma/ib, nvidia.com/hostdev,
+	// vpc.amazonaws.com/efa.
 	RDMAResourceNames []string `json:"rdmaResourceNames,omitempty"`
 	// IslandPolicy applies to pods that request more than one GPU.
 	// Default: Required.

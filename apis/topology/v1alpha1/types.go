@@ -301,13 +301,16 @@ type NVLinkIsland struct {
 	GPUs []int32 `json:"gpus"`
 }
 
-// LinkLayer is the RDMA link layer of a NIC port.
-// +kubebuilder:validation:Enum=IB;RoCE
+// LinkLayer is the RDMA link layer of a NIC port: InfiniBand, RoCE, or AWS's
+// Elastic Fabric Adapter (SRD over AWS's own fabric; its ports report no
+// link layer of their own).
+// +kubebuilder:validation:Enum=IB;RoCE;EFA
 type LinkLayer string
 
 const (
 	LinkLayerInfiniBand LinkLayer = "IB"
 	LinkLayerRoCE       LinkLayer = "RoCE"
+	LinkLayerEFA        LinkLayer = "EFA"
 )
 
 // PortState is an RDMA port's logical state, as sysfs reports it.

@@ -15,6 +15,8 @@ type Fake struct {
 	errs    map[int]error
 	noP2P   map[[2]int]bool
 	inits   int
+	// block, when set, makes DeviceCount wait until it is closed.
+	block chan struct{}
 }
 
 var _ Library = (*Fake)(nil)
@@ -75,7 +77,31 @@ func (f *Fake) Init() error {
 
 func (f *Fake) Shutdown() error { return nil }
 
+// Hang makes DeviceCount block, as a hung driver does, until the returned
+// function is called.
+func (f *Fake) Hang() (release func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	block := make(chan struct{})
+	f.block = block
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.mu.Lock()
+			f.block = nil
+			f.mu.Unlock()
+			close(block)
+		})
+	}
+}
+
 func (f *Fake) DeviceCount() (int, error) {
+	f.mu.Lock()
+	block := f.block
+	f.mu.Unlock()
+	if block != nil {
+		<-block
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.devices), nil

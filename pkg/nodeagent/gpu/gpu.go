@@ -59,7 +59,9 @@ type NVLink struct {
 	Link       int
 	Active     bool
 	RemoteType RemoteType
-	// RemotePCIBusID is the far end's PCI id in sysfs form, or "".
+	// RemotePCIBusID is the far end's PCI id as NVML reports it
+	// (00000000:1A:00.0) or in sysfs form; Discover turns it into sysfs
+	// form, or "" where the far end has no PCI id (an NVSwitch).
 	RemotePCIBusID string
 }
 
@@ -139,11 +141,48 @@ func Discover(ctx context.Context, lib Library) (Inventory, error) {
 			continue
 		}
 		info.Index = i
+		normalizeLinks(&info)
 		inv.GPUs = append(inv.GPUs, GPU{DeviceInfo: info})
 	}
 	linkPeers(ctx, lib, &inv)
 	return inv, nil
 }
+
+// normalizeLinks puts every active link's remote PCI id in sysfs form. The
+// id NVML gives an NVSwitch link (FFFFFFFF:FF:FF.0, no PCI device) becomes ""
+// without a warning; any other malformed id is a warning naming the link.
+func normalizeLinks(info *DeviceInfo) {
+	for i := range info.NVLinks {
+		l := &info.NVLinks[i]
+		if l.RemotePCIBusID == "" {
+			continue
+		}
+		if IsNoPCIDevice(l.RemotePCIBusID) {
+			// Only NVSwitch links report it; an old driver without
+			// nvmlDeviceGetNvLinkRemoteDeviceType leaves the type unknown.
+			l.RemotePCIBusID = ""
+			if l.RemoteType == RemoteUnknown || l.RemoteType == "" {
+				l.RemoteType = RemoteNVSwitch
+			}
+			continue
+		}
+		id, err := NormalizePCIBusID(l.RemotePCIBusID)
+		if err != nil {
+			info.Warnings = append(info.Warnings, fmt.Sprintf("NVLink %d remote: %v", l.Link, err))
+			l.RemotePCIBusID = ""
+			continue
+		}
+		l.RemotePCIBusID = id
+	}
+}
+
+// noPCIDevice is the PCI id NVML reports for the far end of a link that is
+// not a PCI device, such as an NVSwitch on an HGX baseboard: all ones.
+var noPCIDevice = regexp.MustCompile(`^(?i)f{4,8}:ff:ff\.[0-7]$`)
+
+// IsNoPCIDevice reports whether id is the all-ones PCI id NVML gives a link
+// whose far end has no PCI address.
+func IsNoPCIDevice(id string) bool { return noPCIDevice.MatchString(strings.TrimSpace(id)) }
 
 // linkPeers fills Peers and Islands. Candidates are GPUs at the far end of an
 // active link, and, for a GPU with an active link to an NVSwitch, every other

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"k8s.io/utils/clock"
 )
 
 func TestNormalizePCIBusID(t *testing.T) {
@@ -101,5 +104,79 @@ func TestDiscoverErrors(t *testing.T) {
 	f.SetInitError(ErrLibraryNotFound)
 	if _, err := Discover(context.Background(), f); !errors.Is(err, ErrLibraryNotFound) {
 		t.Errorf("Discover with no library: %v", err)
+	}
+}
+
+// NVSwitch links report an all-ones remote PCI id: no warning, no remote id,
+// and the link counts as switched even when the driver cannot say its type.
+func TestNVSwitchRemoteIDIsNotAWarning(t *testing.T) {
+	links := func(remoteType RemoteType, id string) []NVLink {
+		var out []NVLink
+		for l := range 18 {
+			out = append(out, NVLink{Link: l, Active: true, RemoteType: remoteType, RemotePCIBusID: id})
+		}
+		return out
+	}
+	f := NewFake(
+		DeviceInfo{UUID: "GPU-0", PCIBusID: "0000:18:00.0", NVLinks: links(RemoteNVSwitch, "FFFFFFFF:FF:FF.0")},
+		DeviceInfo{UUID: "GPU-1", PCIBusID: "0000:2a:00.0", NVLinks: links(RemoteUnknown, "ffffffff:ff:ff.0")},
+		DeviceInfo{UUID: "GPU-2", PCIBusID: "0000:3a:00.0", NVLinks: links(RemoteGPU, "00010000:1A:00.0")},
+	)
+	inv, err := Discover(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range inv.GPUs[:2] {
+		if len(g.Warnings) != 0 {
+			t.Errorf("GPU %d warnings %q, want none", g.Index, g.Warnings)
+		}
+		for _, l := range g.NVLinks {
+			if l.RemotePCIBusID != "" || l.RemoteType != RemoteNVSwitch {
+				t.Errorf("GPU %d link %d: remote %q type %s, want no id and NVSwitch", g.Index, l.Link, l.RemotePCIBusID, l.RemoteType)
+			}
+		}
+	}
+	if fmt.Sprint(inv.GPUs[0].Peers, inv.GPUs[1].Peers) != "[1] [0]" {
+		t.Errorf("peers %v %v, want each other through the switch", inv.GPUs[0].Peers, inv.GPUs[1].Peers)
+	}
+	// A truly malformed id is still a warning, one per link, naming it.
+	if w := inv.GPUs[2].Warnings; len(w) != 18 || !strings.Contains(w[0], "NVLink 0 remote") || !strings.Contains(w[0], "wider than 16 bits") {
+		t.Errorf("GPU 2 warnings %q", w)
+	}
+}
+
+// A hung NVML call fails discovery after the deadline and keeps failing at
+// once, naming the hung call, until it returns.
+func TestDeadline(t *testing.T) {
+	f := NewFake(DeviceInfo{UUID: "GPU-0", PCIBusID: "0000:18:00.0"})
+	d := &Deadline{Lib: f, Timeout: 50 * time.Millisecond, Clock: clock.RealClock{}}
+	if inv, err := Discover(context.Background(), d); err != nil || len(inv.GPUs) != 1 {
+		t.Fatalf("Discover = %+v, %v", inv, err)
+	}
+	release := f.Hang()
+	defer release()
+	_, err := Discover(context.Background(), d)
+	if !errors.Is(err, ErrNVMLTimeout) || !strings.Contains(err.Error(), "DeviceCount did not return within 50ms") {
+		t.Fatalf("Discover with a hung call: %v", err)
+	}
+	if call, _, ok := d.Hung(); !ok || call != "DeviceCount" {
+		t.Errorf("Hung() = %q, %v", call, ok)
+	}
+	start := time.Now()
+	if _, err := Discover(context.Background(), d); !errors.Is(err, ErrNVMLTimeout) || !strings.Contains(err.Error(), "not attempted: DeviceCount has not returned") || time.Since(start) > 40*time.Millisecond {
+		t.Errorf("second Discover: %v after %v", err, time.Since(start))
+	}
+	release()
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if _, _, ok := d.Hung(); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("still hung after the call returned")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := Discover(context.Background(), d); err != nil {
+		t.Errorf("after the call returned: %v", err)
 	}
 }

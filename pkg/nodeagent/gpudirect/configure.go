@@ -26,8 +26,11 @@ type Change struct {
 
 // Configure loads nvidia-peermem when dma-buf is not available, and clears
 // ACS P2P request and completion redirect on exactly the bridges between
-// GPUs and their NICs. It logs every change and returns them; the caller
-// runs the checks again after.
+// GPUs and their NICs, but only where no IOMMU translates their DMA (none,
+// or passthrough): with translation, ACS is what keeps devices apart under
+// the IOMMU, and GPUDirect RDMA works through ATS instead, so the bits are
+// left alone. It logs every change and returns them; the caller runs the
+// checks again after.
 func (c Configurator) Configure(ctx context.Context, in Input, before Result) ([]Change, error) {
 	logger := klog.FromContext(ctx)
 	var (
@@ -42,7 +45,14 @@ func (c Configurator) Configure(ctx context.Context, in Input, before Result) ([
 			changes = append(changes, Change{What: "loaded nvidia-peermem"})
 		}
 	}
-	for _, b := range PairBridges(in) {
+	bridges := PairBridges(in)
+	if iommu := before.check(CheckIOMMU); iommu.Result != v1alpha1.CheckPass || (iommu.Reason != reasonIOMMUDisabled && iommu.Reason != reasonIOMMUPassthrough) {
+		if before.check(CheckACS).Result == v1alpha1.CheckFail {
+			logger.Info("Leaving ACS redirect in place: the IOMMU translates DMA (or its mode is unknown), and ACS is what isolates devices under it", "iommu", iommu.Reason)
+		}
+		bridges = nil
+	}
+	for _, b := range bridges {
 		acs, err := pci.ReadACS(c.Config, b)
 		if err != nil {
 			errs = append(errs, err)

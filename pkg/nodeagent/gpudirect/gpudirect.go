@@ -77,17 +77,47 @@ type Checker struct {
 	// MaxLevel is the farthest GPU-NIC PCIe level at which GPUDirect RDMA
 	// counts as usable; NCCL's default (NCCL_NET_GDR_LEVEL) is PXB.
 	MaxLevel v1alpha1.PCIeLevel
+	// ACSUnknown says what an ACS state the agent cannot read does to
+	// readiness; "" is ACSUnknownAuto.
+	ACSUnknown ACSUnknownPolicy
+}
+
+// ACSUnknownPolicy is how an unreadable ACS state counts.
+type ACSUnknownPolicy string
+
+const (
+	// ACSUnknownAuto, the default: unreadable ACS leaves the node ready
+	// only when no IOMMU is enabled. Linux turns on ACS redirect on every
+	// bridge that has it whenever it detects an IOMMU, even in passthrough
+	// (iommu=pt), so with an IOMMU an unread ACS is most likely redirecting.
+	ACSUnknownAuto ACSUnknownPolicy = "auto"
+	// ACSUnknownStrict: unreadable ACS makes the node not ready.
+	ACSUnknownStrict ACSUnknownPolicy = "strict"
+	// ACSUnknownLenient: unreadable ACS never makes the node unready.
+	ACSUnknownLenient ACSUnknownPolicy = "lenient"
+)
+
+// ParseACSUnknownPolicy checks a policy name ("" is auto).
+func ParseACSUnknownPolicy(s string) (ACSUnknownPolicy, error) {
+	switch p := ACSUnknownPolicy(s); p {
+	case "", ACSUnknownAuto:
+		return ACSUnknownAuto, nil
+	case ACSUnknownStrict, ACSUnknownLenient:
+		return p, nil
+	}
+	return "", fmt.Errorf("ACS policy %q is not one of auto, strict, lenient", s)
 }
 
 // Check runs every check. It never fails: what it cannot read becomes an
 // Unknown result with the reason.
 func (c Checker) Check(ctx context.Context, in Input) Result {
 	checks := []v1alpha1.GPUDirectCheck{c.devices(in)}
-	mem, mode := c.memoryAccess()
-	checks = append(checks, mem, c.pciePath(in), c.acs(in), c.iommu(in), c.nicPort(in))
+	mem, mode := c.memoryAccess(in)
+	iommu, iommuOn := c.iommu(in)
+	checks = append(checks, mem, c.pciePath(in), c.acs(in, iommuOn), iommu, c.nicPort(in))
 	r := Result{Ready: true, Mode: mode, Checks: checks}
 	for _, ch := range checks {
-		if ch.Result == v1alpha1.CheckFail || (ch.Result == v1alpha1.CheckUnknown && !advisory(ch)) {
+		if ch.Result == v1alpha1.CheckFail || (ch.Result == v1alpha1.CheckUnknown && !c.advisory(ch, iommuOn)) {
 			r.Ready = false
 		}
 	}
@@ -95,18 +125,39 @@ func (c Checker) Check(ctx context.Context, in Input) Result {
 	return r
 }
 
-// advisory says whether an Unknown check may leave the node ready. Only one
-// may: without CAP_SYS_ADMIN the kernel shows an unprivileged agent just the
-// first 64 bytes of a bridge's config space, and ACS lives beyond them. The
-// default agent is unprivileged, and a node it cannot see ACS on would
-// otherwise never run an RDMA pod; the check stays Unknown with its reason,
-// and the read-pci-config overlay makes the agent able to enforce it.
-func advisory(ch v1alpha1.GPUDirectCheck) bool {
-	return ch.Name == CheckACS && ch.Reason == reasonConfigSpaceUnreadable
+// advisory says whether an Unknown check leaves the node ready: only the
+// ACS check when it could not read configuration space (an unprivileged
+// agent sees only its first 64 bytes, and ACS lies beyond), as the ACS
+// policy says. The check stays Unknown, with the policy in its message.
+func (c Checker) advisory(ch v1alpha1.GPUDirectCheck, iommuOn bool) bool {
+	if ch.Name != CheckACS || ch.Reason != reasonConfigSpaceUnreadable {
+		return false
+	}
+	switch c.ACSUnknown {
+	case ACSUnknownLenient:
+		return true
+	case ACSUnknownStrict:
+		return false
+	}
+	return !iommuOn
 }
 
-// reasonConfigSpaceUnreadable: the ACS capability could not be read.
-const reasonConfigSpaceUnreadable = "ConfigSpaceUnreadable"
+// Reasons other code reads.
+const (
+	// reasonConfigSpaceUnreadable: the ACS capability could not be read.
+	reasonConfigSpaceUnreadable = "ConfigSpaceUnreadable"
+	reasonIOMMUDisabled         = "IOMMUDisabled"
+	reasonIOMMUPassthrough      = "IOMMUPassthrough"
+)
+
+func (r Result) check(name string) v1alpha1.GPUDirectCheck {
+	for _, c := range r.Checks {
+		if c.Name == name {
+			return c
+		}
+	}
+	return v1alpha1.GPUDirectCheck{Name: name, Result: v1alpha1.CheckUnknown}
+}
 
 func pass(name, reason, msg string) v1alpha1.GPUDirectCheck {
 	return v1alpha1.GPUDirectCheck{Name: name, Result: v1alpha1.CheckPass, Reason: reason, Message: truncate(msg)}
@@ -137,18 +188,23 @@ func (c Checker) devices(in Input) v1alpha1.GPUDirectCheck {
 	return pass(CheckDevices, "GPUsAndNICsFound", fmt.Sprintf("%d GPUs and %d RDMA NIC ports", in.GPUCount, in.NICCount))
 }
 
-// DMABufState is what decides whether the dma-buf path is available.
+// DMABufState is what decides whether the dma-buf path is available on the
+// GPU side, and which peer-memory module is loaded.
 type DMABufState struct {
 	Kernel           string
 	KernelOK         bool
 	DriverVersion    string
 	OpenKernelModule bool
-	PeerMemLoaded    bool
+	// PeerMemLoaded: nvidia_peermem, the driver's peer-memory module.
+	PeerMemLoaded bool
+	// NvPeerMemLoaded: nv_peer_mem, the legacy module MLNX_OFED shipped
+	// before nvidia_peermem (driver 470); it does the same job.
+	NvPeerMemLoaded bool
 }
 
 // ReadDMABufState reads the kernel release, the NVIDIA kernel module flavour
-// and whether nvidia_peermem is loaded. Unreadable files are joined into the
-// error; the state holds what was read.
+// and whether a peer-memory module is loaded. Unreadable files are joined
+// into the error; the state holds what was read.
 func (c Checker) ReadDMABufState() (DMABufState, error) {
 	var (
 		st   DMABufState
@@ -186,7 +242,54 @@ func (c Checker) ReadDMABufState() (DMABufState, error) {
 	if _, err := os.Stat(filepath.Join(c.SysRoot, "module", "nvidia_peermem")); err == nil {
 		st.PeerMemLoaded = true
 	}
+	if _, err := os.Stat(filepath.Join(c.SysRoot, "module", "nv_peer_mem")); err == nil {
+		st.NvPeerMemLoaded = true
+	}
 	return st, errors.Join(errs...)
+}
+
+// EFA PCI device ids of generations 1-3 (p4d, p5, p5en), on which
+// aws-ofi-nccl leaves dma-buf off by default; later generations register
+// GPU memory through dma-buf.
+var efaNoDMABuf = map[string]bool{"0xefa0": true, "0xefa1": true, "0xefa2": true}
+
+// nicDMABuf says whether every NIC the GPUs use can register GPU memory
+// through dma-buf (ibv_reg_dmabuf_mr), which the NIC's kernel driver must
+// support as well as the GPU's: mlx5 since Linux 5.12, EFA from its fourth
+// generation. Any other driver is not assumed to. The reasons name each NIC
+// that cannot.
+func (c Checker) nicDMABuf(in Input) (bool, []string) {
+	sys := pci.SysFS{Root: c.SysRoot}
+	seen := map[string]bool{}
+	var why []string
+	for _, p := range in.Pairs {
+		if seen[p.NICBDF] {
+			continue
+		}
+		seen[p.NICBDF] = true
+		driver := ""
+		if target, err := os.Readlink(filepath.Join(sys.DevicePath(p.NICBDF), "driver")); err == nil {
+			driver = filepath.Base(target)
+		}
+		switch driver {
+		case "mlx5_core":
+		case "efa":
+			id, err := os.ReadFile(filepath.Join(sys.DevicePath(p.NICBDF), "device"))
+			dev := strings.TrimSpace(string(id))
+			switch {
+			case err != nil:
+				why = append(why, fmt.Sprintf("%s (efa): PCI device id unreadable: %v", p.NIC, err))
+			case efaNoDMABuf[dev]:
+				why = append(why, fmt.Sprintf("%s is an EFA device %s, a generation without dma-buf", p.NIC, dev))
+			}
+		case "":
+			why = append(why, fmt.Sprintf("%s has no driver bound that sysfs names", p.NIC))
+		default:
+			why = append(why, fmt.Sprintf("%s's driver %s is not known to register dma-buf memory", p.NIC, driver))
+		}
+	}
+	slices.Sort(why)
+	return len(why) == 0, why
 }
 
 // ParseKernelRelease returns the major and minor of "5.15.0-105-generic".
@@ -210,14 +313,10 @@ func ParseKernelRelease(s string) (int, int, error) {
 	return maj, minor, nil
 }
 
-func (c Checker) memoryAccess() (v1alpha1.GPUDirectCheck, v1alpha1.GPUDirectMode) {
+func (c Checker) memoryAccess(in Input) (v1alpha1.GPUDirectCheck, v1alpha1.GPUDirectMode) {
 	st, err := c.ReadDMABufState()
-	switch {
-	case st.KernelOK && st.OpenKernelModule:
-		return pass(CheckMemoryAccess, "DMABuf", fmt.Sprintf("kernel %s supports dma-buf and the NVIDIA open kernel module %s is loaded", st.Kernel, st.DriverVersion)), v1alpha1.GPUDirectDMABuf
-	case st.PeerMemLoaded:
-		return pass(CheckMemoryAccess, "PeerMem", "nvidia_peermem is loaded"), v1alpha1.GPUDirectPeerMem
-	}
+	gpuDMABuf := st.KernelOK && st.OpenKernelModule
+	nicDMABuf, nicWhy := c.nicDMABuf(in)
 	var why []string
 	switch {
 	case st.Kernel == "":
@@ -231,7 +330,18 @@ func (c Checker) memoryAccess() (v1alpha1.GPUDirectCheck, v1alpha1.GPUDirectMode
 	case !st.OpenKernelModule:
 		why = append(why, "the NVIDIA kernel module is the proprietary flavour (dma-buf needs the open one)")
 	}
-	why = append(why, "nvidia_peermem is not loaded")
+	if gpuDMABuf && !nicDMABuf {
+		why = append(why, "dma-buf is not supported on the NIC side: "+strings.Join(nicWhy, ", "))
+	}
+	switch {
+	case gpuDMABuf && nicDMABuf:
+		return pass(CheckMemoryAccess, "DMABuf", fmt.Sprintf("kernel %s supports dma-buf, the NVIDIA open kernel module %s is loaded, and every NIC's driver registers dma-buf memory", st.Kernel, st.DriverVersion)), v1alpha1.GPUDirectDMABuf
+	case st.PeerMemLoaded:
+		return pass(CheckMemoryAccess, "PeerMem", "nvidia_peermem is loaded (no dma-buf: "+strings.Join(why, "; ")+")"), v1alpha1.GPUDirectPeerMem
+	case st.NvPeerMemLoaded:
+		return pass(CheckMemoryAccess, "NvPeerMem", "the legacy nv_peer_mem module is loaded (no dma-buf: "+strings.Join(why, "; ")+")"), v1alpha1.GPUDirectPeerMem
+	}
+	why = append(why, "neither nvidia_peermem nor nv_peer_mem is loaded")
 	if err != nil {
 		return unknown(CheckMemoryAccess, "Unreadable", err.Error()+"; "+strings.Join(why, "; ")), v1alpha1.GPUDirectNone
 	}
@@ -271,39 +381,92 @@ func PairBridges(in Input) []string {
 	return slices.Compact(out)
 }
 
-func (c Checker) acs(in Input) v1alpha1.GPUDirectCheck {
+// atsEnabled reads every pair's NIC's ATS state: all enabled, and the
+// NICs whose state is unreadable.
+func (c Checker) atsEnabled(in Input) (bool, []string) {
+	all := true
+	var unreadable []string
+	seen := map[string]bool{}
+	for _, p := range in.Pairs {
+		if seen[p.NICBDF] {
+			continue
+		}
+		seen[p.NICBDF] = true
+		ats, err := pci.ReadATS(c.Config, p.NICBDF)
+		if err != nil {
+			unreadable = append(unreadable, err.Error())
+			all = false
+			continue
+		}
+		all = all && ats.Enabled
+	}
+	return all && len(in.Pairs) > 0, unreadable
+}
+
+func (c Checker) acs(in Input, iommuOn bool) v1alpha1.GPUDirectCheck {
 	bridges := PairBridges(in)
 	if len(in.Pairs) == 0 {
 		return unknown(CheckACS, "NoGPUNICPairs", "no GPU has a NIC to check")
 	}
-	var redirecting, unreadable []string
+	var redirecting, direct, unreadable []string
+	var ats *bool
 	for _, b := range bridges {
 		acs, err := pci.ReadACS(c.Config, b)
 		if err != nil {
 			unreadable = append(unreadable, err.Error())
 			continue
 		}
-		if acs.Present && acs.Redirects() {
-			redirecting = append(redirecting, fmt.Sprintf("%s (ACS control %#04x)", b, acs.Control))
+		if !acs.Present || !acs.Redirects() {
+			continue
 		}
+		// With ATS on the NICs and Direct Translated P2P on the bridge,
+		// translated requests go straight to the GPU: NVIDIA's supported
+		// setup for GPUDirect RDMA with the IOMMU translating.
+		if acs.DirectTranslated() {
+			if ats == nil {
+				ok, _ := c.atsEnabled(in)
+				ats = &ok
+			}
+			if *ats {
+				direct = append(direct, b)
+				continue
+			}
+		}
+		redirecting = append(redirecting, fmt.Sprintf("%s (ACS control %#04x)", b, acs.Control))
 	}
 	switch {
 	case len(redirecting) > 0:
 		return fail(CheckACS, "ACSRedirectEnabled", "P2P request/completion redirect is enabled on bridges "+strings.Join(redirecting, ", "))
 	case len(unreadable) > 0:
-		return unknown(CheckACS, reasonConfigSpaceUnreadable, strings.Join(unreadable, "; "))
+		policy := c.ACSUnknown
+		if policy == "" {
+			policy = ACSUnknownAuto
+		}
+		effect := "the node stays not ready"
+		if c.advisory(v1alpha1.GPUDirectCheck{Name: CheckACS, Reason: reasonConfigSpaceUnreadable}, iommuOn) {
+			effect = "the node may still be ready"
+		}
+		iommu := "no IOMMU is enabled"
+		if iommuOn {
+			iommu = "an IOMMU is enabled, so Linux most likely turned ACS redirect on"
+		}
+		return unknown(CheckACS, reasonConfigSpaceUnreadable, fmt.Sprintf("ACS policy %s, %s: %s; %s", policy, iommu, effect, strings.Join(unreadable, "; ")))
+	case len(direct) > 0:
+		return pass(CheckACS, "DirectTranslatedP2P", fmt.Sprintf("redirect is on but translated P2P goes direct and every NIC uses ATS, on bridges %s", strings.Join(direct, ", ")))
 	}
 	return pass(CheckACS, "NoACSRedirect", fmt.Sprintf("no P2P redirect on the %d bridges between GPUs and NICs", len(bridges)))
 }
 
-func (c Checker) iommu(in Input) v1alpha1.GPUDirectCheck {
+// iommu checks the IOMMU's DMA translation for the GPUs and NICs, and says
+// whether an IOMMU is enabled at all.
+func (c Checker) iommu(in Input) (v1alpha1.GPUDirectCheck, bool) {
 	iommuDir := filepath.Join(c.SysRoot, "class", "iommu")
 	entries, err := os.ReadDir(iommuDir)
 	if errors.Is(err, os.ErrNotExist) || (err == nil && len(entries) == 0) {
-		return pass(CheckIOMMU, "IOMMUDisabled", "no IOMMU is enabled")
+		return pass(CheckIOMMU, reasonIOMMUDisabled, "no IOMMU is enabled"), false
 	}
 	if err != nil {
-		return unknown(CheckIOMMU, "Unreadable", fmt.Sprintf("listing %s: %v", iommuDir, err))
+		return unknown(CheckIOMMU, "Unreadable", fmt.Sprintf("listing %s: %v", iommuDir, err)), true
 	}
 	var devs []string
 	for _, p := range in.Pairs {
@@ -331,11 +494,18 @@ func (c Checker) iommu(in Input) v1alpha1.GPUDirectCheck {
 	}
 	switch {
 	case len(translated) > 0:
-		return fail(CheckIOMMU, "IOMMUTranslation", "IOMMU translates DMA for "+strings.Join(translated, ", ")+"; GPUDirect RDMA needs iommu=pt or the IOMMU off")
+		ats, atsUnreadable := c.atsEnabled(in)
+		switch {
+		case ats:
+			return pass(CheckIOMMU, "IOMMUTranslationWithATS", "IOMMU translates DMA for "+strings.Join(translated, ", ")+", and every NIC uses ATS, which NVIDIA supports for GPUDirect RDMA"), true
+		case len(atsUnreadable) > 0:
+			return unknown(CheckIOMMU, "ATSUnknown", "IOMMU translates DMA for "+strings.Join(translated, ", ")+"; whether the NICs use ATS is unreadable: "+strings.Join(atsUnreadable, "; ")), true
+		}
+		return fail(CheckIOMMU, "IOMMUTranslation", "IOMMU translates DMA for "+strings.Join(translated, ", ")+" and the NICs do not use ATS; GPUDirect RDMA needs iommu=pt, the IOMMU off, or ATS"), true
 	case len(unreadable) > 0:
-		return unknown(CheckIOMMU, "Unreadable", strings.Join(unreadable, "; "))
+		return unknown(CheckIOMMU, "Unreadable", strings.Join(unreadable, "; ")), true
 	}
-	return pass(CheckIOMMU, "IOMMUPassthrough", "the IOMMU is in passthrough (identity) mode for GPUs and NICs")
+	return pass(CheckIOMMU, reasonIOMMUPassthrough, "the IOMMU is in passthrough (identity) mode for GPUs and NICs"), true
 }
 
 func (c Checker) nicPort(in Input) v1alpha1.GPUDirectCheck {
@@ -357,5 +527,5 @@ func (c Checker) nicPort(in Input) v1alpha1.GPUDirectCheck {
 	if len(down) > 0 {
 		return fail(CheckNICPort, "NICPortNotActive", strings.Join(down, ", "))
 	}
-	return pass(CheckNICPort, "NICPortsActive", fmt.Sprintf("all %d NICs serving GPUs are Active", len(seen)))
+	return pass(CheckNICPort, "NICPortsActive", fmt.Sprintf("all %d NICs the GPUs use are Active", len(seen)))
 }

@@ -166,24 +166,147 @@ func TestConfigureLoadsPeerMem(t *testing.T) {
 }
 
 func TestACSUnreadable(t *testing.T) {
-	m := build(t, fixtures.HGXH100())
-	// What a non-root reader gets: the first 64 bytes.
-	if err := os.Truncate(m.ConfigFile("0000:52:00.0"), 64); err != nil {
-		t.Fatal(err)
-	}
-	r := checker(m).Check(context.Background(), input(t, m))
-	// Reported, but not held against the node: the unprivileged agent can
-	// never read ACS, and every other check passed.
-	if got := result(r, gpudirect.CheckACS); got != "Unknown/ConfigSpaceUnreadable" || !r.Ready {
-		t.Errorf("acs = %s ready %v", got, r.Ready)
+	for _, tc := range []struct {
+		name   string
+		policy gpudirect.ACSUnknownPolicy
+		iommu  string
+		ready  bool
+	}{
+		// Without an IOMMU Linux leaves ACS as firmware set it: auto lets
+		// the node be ready.
+		{"auto, no IOMMU", "", "", true},
+		// With one (even iommu=pt) Linux turns redirect on: auto does not.
+		{"auto, IOMMU passthrough", gpudirect.ACSUnknownAuto, "identity", false},
+		{"strict, no IOMMU", gpudirect.ACSUnknownStrict, "", false},
+		{"lenient, IOMMU passthrough", gpudirect.ACSUnknownLenient, "identity", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := fixtures.HGXH100()
+			spec.IOMMU = tc.iommu
+			m := build(t, spec)
+			// What a non-root reader gets: the first 64 bytes.
+			if err := os.Truncate(m.ConfigFile("0000:52:00.0"), 64); err != nil {
+				t.Fatal(err)
+			}
+			c := checker(m)
+			c.ACSUnknown = tc.policy
+			r := c.Check(context.Background(), input(t, m))
+			if got := result(r, gpudirect.CheckACS); got != "Unknown/ConfigSpaceUnreadable" || r.Ready != tc.ready {
+				t.Errorf("acs = %s ready %v, want ready %v", got, r.Ready, tc.ready)
+			}
+			if msg := r.Checks[3].Message; !strings.Contains(msg, "ACS policy") || !strings.Contains(msg, "0000:52:00.0") {
+				t.Errorf("acs message %q names neither the policy nor the bridge", msg)
+			}
+		})
 	}
 	// Any other Unknown still blocks: here the IOMMU list is unreadable.
+	m := build(t, fixtures.HGXH100())
 	if err := os.WriteFile(filepath.Join(m.SysRoot, "class", "iommu"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r = checker(m).Check(context.Background(), input(t, m))
-	if r.Ready {
+	c := checker(m)
+	c.ACSUnknown = gpudirect.ACSUnknownLenient
+	if r := c.Check(context.Background(), input(t, m)); r.Ready {
 		t.Errorf("ready with checks %+v", r.Checks)
+	}
+	if _, err := gpudirect.ParseACSUnknownPolicy("loose"); err == nil || !strings.Contains(err.Error(), `"loose"`) {
+		t.Errorf("ParseACSUnknownPolicy(loose) = %v", err)
+	}
+}
+
+// The NICs' ATS makes IOMMU translation a supported setup, and ACS redirect
+// with Direct Translated P2P harmless; configure mode then leaves ACS alone.
+func TestIOMMUWithATS(t *testing.T) {
+	spec := fixtures.HGXH100()
+	spec.IOMMU = "DMA"
+	for i := range spec.PCI {
+		switch {
+		case spec.PCI[i].Kind == fixtures.NIC:
+			spec.PCI[i].ATS, spec.PCI[i].ATSEnabled = true, true
+		case spec.PCI[i].BDF == "0000:32:01.0": // between GPU 2 and NIC 2
+			spec.PCI[i].ACSControl = fixtures.ACSRedirecting | pci.ACSDirectTranslatedP2P
+		}
+	}
+	m := build(t, spec)
+	in := input(t, m)
+	r := checker(m).Check(context.Background(), in)
+	if got := result(r, gpudirect.CheckIOMMU); got != "Pass/IOMMUTranslationWithATS" {
+		t.Errorf("iommu = %s", got)
+	}
+	if got := result(r, gpudirect.CheckACS); got != "Pass/DirectTranslatedP2P" || !r.Ready {
+		t.Errorf("acs = %s, ready %v: %+v", got, r.Ready, r.Failed())
+	}
+	// Without Direct Translated P2P the redirect fails the node, and
+	// configure mode, with the IOMMU translating, does not clear it.
+	if err := m.SetACSControl("0000:32:01.0", fixtures.ACSRedirecting); err != nil {
+		t.Fatal(err)
+	}
+	r = checker(m).Check(context.Background(), in)
+	if got := result(r, gpudirect.CheckACS); got != "Fail/ACSRedirectEnabled" {
+		t.Errorf("acs = %s", got)
+	}
+	changes, err := gpudirect.Configurator{Runner: runner.NewFake(), Config: pci.SysFS{Root: m.SysRoot}}.Configure(context.Background(), in, r)
+	if err != nil || len(changes) != 0 {
+		t.Errorf("configure changed %+v (err %v) under a translating IOMMU", changes, err)
+	}
+	if got, _ := m.ACSControl("0000:32:01.0"); got != fixtures.ACSRedirecting {
+		t.Errorf("ACS control %#x, want it left alone", got)
+	}
+	// NICs without ATS under translation fail as before.
+	spec = fixtures.HGXH100()
+	spec.IOMMU = "DMA"
+	m = build(t, spec)
+	if got := result(checker(m).Check(context.Background(), input(t, m)), gpudirect.CheckIOMMU); got != "Fail/IOMMUTranslation" {
+		t.Errorf("iommu without ATS = %s", got)
+	}
+}
+
+// dma-buf needs the NIC's driver too; the legacy nv_peer_mem module counts
+// as peer memory.
+func TestMemoryAccessNICSideAndLegacyPeerMem(t *testing.T) {
+	withDriver := func(driver string, mutate func(*fixtures.Spec)) *fixtures.Machine {
+		spec := fixtures.HGXH100()
+		for i := range spec.PCI {
+			if spec.PCI[i].Kind == fixtures.NIC {
+				spec.PCI[i].Driver = driver
+			}
+		}
+		if mutate != nil {
+			mutate(&spec)
+		}
+		return build(t, spec)
+	}
+	m := withDriver("bnxt_en", nil)
+	r := checker(m).Check(context.Background(), input(t, m))
+	if got := result(r, gpudirect.CheckMemoryAccess); got != "Fail/NoDMABufOrPeerMem" || !strings.Contains(r.Checks[1].Message, "mlx5_0's driver bnxt_en is not known to register dma-buf memory") {
+		t.Errorf("memory access = %s: %s", got, r.Checks[1].Message)
+	}
+	m = withDriver("bnxt_en", func(s *fixtures.Spec) { s.NvPeerMem = true })
+	r = checker(m).Check(context.Background(), input(t, m))
+	if got := result(r, gpudirect.CheckMemoryAccess); got != "Pass/NvPeerMem" || r.Mode != v1alpha1.GPUDirectPeerMem {
+		t.Errorf("memory access = %s mode %s", got, r.Mode)
+	}
+	m = withDriver("bnxt_en", func(s *fixtures.Spec) { s.PeerMem = true })
+	if got := result(checker(m).Check(context.Background(), input(t, m)), gpudirect.CheckMemoryAccess); got != "Pass/PeerMem" {
+		t.Errorf("memory access = %s", got)
+	}
+	// EFA of the second generation: no dma-buf; of the fourth: dma-buf.
+	efa := func(device uint16) *fixtures.Machine {
+		return withDriver("efa", func(s *fixtures.Spec) {
+			for i := range s.PCI {
+				if s.PCI[i].Kind == fixtures.NIC {
+					s.PCI[i].Vendor, s.PCI[i].Device = fixtures.VendorAmazon, device
+				}
+			}
+		})
+	}
+	m = efa(fixtures.DeviceEFA2)
+	if got := result(checker(m).Check(context.Background(), input(t, m)), gpudirect.CheckMemoryAccess); got != "Fail/NoDMABufOrPeerMem" {
+		t.Errorf("EFA gen 2 memory access = %s", got)
+	}
+	m = efa(0xefa3)
+	if got := result(checker(m).Check(context.Background(), input(t, m)), gpudirect.CheckMemoryAccess); got != "Pass/DMABuf" {
+		t.Errorf("EFA gen 4 memory access = %s", got)
 	}
 }
 

@@ -14,6 +14,11 @@ const (
 	configSize  = 4096
 	// CapACS is the Access Control Services extended capability id.
 	CapACS = 0x000D
+	// CapATS is the Address Translation Services extended capability id;
+	// its control register (at +6) has the Enable bit at 15.
+	CapATS           = 0x000F
+	atsControlOffset = 6
+	atsEnable        = 1 << 15
 
 	// ACS Control register bits, at the capability + 6.
 	ACSSourceValidation        = 1 << 0
@@ -152,4 +157,33 @@ func ReadACS(cs ConfigSpace, bdf string) (ACS, error) {
 		return ACS{}, fmt.Errorf("PCI device %s: %w", bdf, err)
 	}
 	return acs, nil
+}
+
+// DirectTranslated reports whether translated P2P requests (from a device
+// using ATS) go straight to their peer despite redirect.
+func (a ACS) DirectTranslated() bool { return a.Control&ACSDirectTranslatedP2P != 0 }
+
+// ATS is a device's Address Translation Services state.
+type ATS struct {
+	Present, Enabled bool
+}
+
+// ReadATS reads bdf's ATS capability through cs; errors name the device.
+func ReadATS(cs ConfigSpace, bdf string) (ATS, error) {
+	cfg, err := cs.ReadConfig(bdf)
+	if err != nil {
+		return ATS{}, err
+	}
+	off, err := FindExtendedCapability(cfg, CapATS)
+	if err != nil {
+		return ATS{}, fmt.Errorf("PCI device %s: %w", bdf, err)
+	}
+	if off == 0 {
+		return ATS{}, nil
+	}
+	if off+atsControlOffset+2 > len(cfg) {
+		return ATS{}, fmt.Errorf("PCI device %s: ATS capability at %#x runs past the end of configuration space", bdf, off)
+	}
+	ctrl := binary.LittleEndian.Uint16(cfg[off+atsControlOffset:])
+	return ATS{Present: true, Enabled: ctrl&atsEnable != 0}, nil
 }

@@ -32,7 +32,14 @@ type Port struct {
 	NUMANode  int
 	// NodeGUID is the device's node GUID as sysfs prints it (b8ce:f603:00a1:b2c4).
 	NodeGUID string
+	// Driver is the PCI driver bound to the device (mlx5_core, efa), or ""
+	// when sysfs does not say.
+	Driver string
 }
+
+// DriverEFA is AWS's Elastic Fabric Adapter driver. Its ports report no
+// link layer (sysfs reads "Unknown"): EFA is neither InfiniBand nor RoCE.
+const DriverEFA = "efa"
 
 // Discover lists every RDMA port under root/class/infiniband that sits on a
 // PCI device (software devices such as rxe are skipped). The error joins one
@@ -87,6 +94,10 @@ func readDevice(devDir, dev, bdf string) ([]Port, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
+	driver := ""
+	if target, err := os.Readlink(filepath.Join(devDir, "device", "driver")); err == nil {
+		driver = filepath.Base(target)
+	}
 	netdevs, err := netDevs(filepath.Join(devDir, "device", "net"))
 	if err != nil {
 		errs = append(errs, err)
@@ -108,7 +119,7 @@ func readDevice(devDir, dev, bdf string) ([]Port, error) {
 	slices.Sort(nums)
 	var ports []Port
 	for _, n := range nums {
-		p := Port{Name: dev, Device: dev, Port: n, PCIBusID: bdf, NUMANode: numa, NodeGUID: guid, State: v1alpha1.PortUnknown}
+		p := Port{Name: dev, Device: dev, Port: n, PCIBusID: bdf, NUMANode: numa, NodeGUID: guid, State: v1alpha1.PortUnknown, Driver: driver}
 		if len(nums) > 1 {
 			p.Name = fmt.Sprintf("%s/%d", dev, n)
 		}
@@ -156,6 +167,14 @@ func readPort(dir string, p *Port) error {
 			p.LinkLayer = v1alpha1.LinkLayerInfiniBand
 		case "Ethernet":
 			p.LinkLayer = v1alpha1.LinkLayerRoCE
+		case "Unknown":
+			// The kernel's word for a link layer the driver leaves
+			// unspecified, as the EFA driver does.
+			if p.Driver != DriverEFA {
+				errs = append(errs, fmt.Errorf("%s: link layer %q on a device whose driver is %q, not %s", filepath.Join(dir, "link_layer"), s, p.Driver, DriverEFA))
+				break
+			}
+			p.LinkLayer = v1alpha1.LinkLayerEFA
 		default:
 			errs = append(errs, fmt.Errorf("%s: unknown link layer %q", filepath.Join(dir, "link_layer"), s))
 		}

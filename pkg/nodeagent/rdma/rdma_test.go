@@ -54,7 +54,7 @@ func TestDiscover(t *testing.T) {
 		t.Fatalf("%d ports, want 2", len(ports))
 	}
 	want := rdma.Port{Name: "mlx5_1", Device: "mlx5_1", Port: 1, PCIBusID: "0000:24:00.0", NetDev: "ens2f0np0",
-		LinkLayer: v1alpha1.LinkLayerRoCE, State: v1alpha1.PortActive, PhysState: "LinkUp", RateGbps: 200, NUMANode: 0, NodeGUID: "5c25:7303:00e4:1001"}
+		LinkLayer: v1alpha1.LinkLayerRoCE, State: v1alpha1.PortActive, PhysState: "LinkUp", RateGbps: 200, NUMANode: 0, NodeGUID: "5c25:7303:00e4:1001", Driver: "mlx5_core"}
 	if ports[1] != want {
 		t.Errorf("port = %+v\nwant   %+v", ports[1], want)
 	}

@@ -189,12 +189,10 @@ func (l *Library) readNVLinks(d nvml.Device, info *gpu.DeviceInfo, warn func(str
 		}
 		nl := gpu.NVLink{Link: link, Active: state == nvml.FEATURE_ENABLED, RemoteType: gpu.RemoteUnknown}
 		if nl.Active {
+			// Left as NVML gives it: gpu.Discover normalizes it, and knows
+			// the all-ones id of an NVSwitch link.
 			if pci, ret := d.GetNvLinkRemotePciInfo(link); ret == nvml.SUCCESS {
-				if id, err := gpu.NormalizePCIBusID(cString(pci.BusId[:])); err == nil {
-					nl.RemotePCIBusID = id
-				} else {
-					info.Warnings = append(info.Warnings, fmt.Sprintf("NVLink %d remote: %v", link, err))
-				}
+				nl.RemotePCIBusID = cString(pci.BusId[:])
 			} else if err := warn(fmt.Sprintf("NVLink %d remote PCI info", link), ret); err != nil {
 				return err
 			}
