@@ -122,11 +122,14 @@ func HeldGPUs(nodes []Node) int {
 
 // Pair is a decode and the nearest bound prefill of its instance.
 type Pair struct {
-	Decode   string             `json:"decode"`
-	Instance string             `json:"instance"`
-	Prefill  string             `json:"prefill,omitempty"`
-	Class    topology.PathClass `json:"class"`
-	Transfer time.Duration      `json:"transferNanos"`
+	Decode   string `json:"decode"`
+	Instance string `json:"instance"`
+	Prefill  string `json:"prefill,omitempty"`
+	// DecodeNode and PrefillNode are where the two pods run.
+	DecodeNode  string             `json:"decodeNode"`
+	PrefillNode string             `json:"prefillNode,omitempty"`
+	Class       topology.PathClass `json:"class"`
+	Transfer    time.Duration      `json:"transferNanos"`
 }
 
 // Quality is how good a placement is for KV transfers and for what is left.
@@ -203,7 +206,7 @@ func (a Analyzer) Analyze(nodes []Node, pods []Pod) Quality {
 		if d.Role != RoleDecode || d.Node == "" {
 			continue
 		}
-		pair := Pair{Decode: d.Name, Instance: d.Instance, Class: PathClassUnpaired, Transfer: -1}
+		pair := Pair{Decode: d.Name, DecodeNode: d.Node, Instance: d.Instance, Class: PathClassUnpaired, Transfer: -1}
 		for _, p := range prefills[d.Instance] {
 			pn, dn := byName[p.Node], byName[d.Node]
 			if pn == nil || dn == nil {
@@ -212,7 +215,7 @@ func (a Analyzer) Analyze(nodes []Node, pods []Pod) Quality {
 			c := a.Class(pn.Labels, dn.Labels)
 			t := a.Model.TransferTime(a.KVBytes, c)
 			if pair.Transfer < 0 || t < pair.Transfer {
-				pair.Prefill, pair.Class, pair.Transfer = p.Name, c, t
+				pair.Prefill, pair.PrefillNode, pair.Class, pair.Transfer = p.Name, p.Node, c, t
 			}
 		}
 		q.Classes[pair.Class]++
