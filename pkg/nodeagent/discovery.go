@@ -84,6 +84,10 @@ type Discovery struct {
 
 	Allocations []v1alpha1.GPUAllocation
 	AllocErr    error
+	// ForeignDevices are the kubelet's allocated device ids that name no
+	// GPU of this pass (a MIG device, a GPU fallen off the bus), dropped
+	// from Allocations and named in GPUAllocationsKnown.
+	ForeignDevices []string
 }
 
 // Discover runs every source. It never fails as a whole: each source's
@@ -122,6 +126,7 @@ func (d *Discoverer) Discover(ctx context.Context, node leaf.Node) *Discovery {
 
 	if d.PodResources != nil {
 		out.Allocations, out.AllocErr = d.PodResources.Allocations(ctx)
+		out.Allocations, out.ForeignDevices = knownAllocations(out.Allocations, out.GPUs.GPUs)
 	}
 	for _, e := range []error{out.GPUErr, out.NICErr, out.PCIErr, out.LeafErr, out.AllocErr} {
 		if e != nil {
@@ -309,4 +314,33 @@ func (d *Discoverer) gpuDirectInput(out *Discovery) gpudirect.Input {
 		}
 	}
 	return in
+}
+
+// knownAllocations keeps of each allocation the GPUs this pass found. The
+// kubelet may list ids that are not whole GPUs of the node: MIG devices
+// (their parent GPU is in MIG mode, which placement leaves alone already), or
+// a GPU that fell off the bus while its pod still runs. Publishing those ids
+// would make the whole report malformed for the scheduler; they are dropped
+// and returned as pod=id, so the condition can name them.
+func knownAllocations(allocs []v1alpha1.GPUAllocation, gpus []gpu.GPU) ([]v1alpha1.GPUAllocation, []string) {
+	known := make(map[string]bool, len(gpus))
+	for _, g := range gpus {
+		known[g.UUID] = true
+	}
+	var out []v1alpha1.GPUAllocation
+	var foreign []string
+	for _, a := range allocs {
+		kept := v1alpha1.GPUAllocation{Pod: a.Pod}
+		for _, id := range a.GPUs {
+			if known[id] {
+				kept.GPUs = append(kept.GPUs, id)
+			} else {
+				foreign = append(foreign, a.Pod+"="+id)
+			}
+		}
+		if len(kept.GPUs) > 0 {
+			out = append(out, kept)
+		}
+	}
+	return out, foreign
 }

@@ -208,6 +208,11 @@ func (d *Discovery) allocCondition() metav1.Condition {
 	if d.AllocErr != nil {
 		return cond(ConditionGPUAllocationsKnown, false, "PodResourcesUnavailable", d.AllocErr.Error())
 	}
+	if n := len(d.ForeignDevices); n > 0 {
+		shown := d.ForeignDevices[:min(n, 4)]
+		return cond(ConditionGPUAllocationsKnown, true, "ForeignDevicesDropped", fmt.Sprintf("%d pods hold GPUs; %d allocated device ids name no GPU this discovery read and are not published (MIG devices, a GPU gone from the bus, or GPUs unreadable): %s",
+			len(d.Allocations), n, strings.Join(shown, ", ")))
+	}
 	return cond(ConditionGPUAllocationsKnown, true, "PodResourcesListed", fmt.Sprintf("%d pods hold GPUs", len(d.Allocations)))
 }
 
