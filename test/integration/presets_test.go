@@ -149,7 +149,7 @@ func TestLLMDOnLWSPairsWithinTheSlice(t *testing.T) {
 			labels: map[string]string{
 				"llm-d.ai/role": role, "llm-d.ai/model": "llama-3-70b", "llm-d.ai/inferenceServing": "true",
 				"disaggregatedset.x-k8s.io/name": "ds", "disaggregatedset.x-k8s.io/role": role,
-				"disaggregatedset.x-k8s.io/slice": s,
+				"disaggregatedset.x-k8s.io/slice":  s,
 				"leaderworkerset.sigs.k8s.io/name": fmt.Sprintf("ds-%d-%s", slice, role), "leaderworkerset.sigs.k8s.io/worker-index": "0",
 			},
 		}
