@@ -8,10 +8,10 @@ import (
 	"github.com/stretchr/testify/require"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
+	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	st "k8s.io/kubernetes/pkg/scheduler/testing"
 	clocktesting "k8s.io/utils/clock/testing"
-	fwk "k8s.io/kube-scheduler/framework"
 
 	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
 	"github.com/tandem-sched/tandem/pkg/topology"
