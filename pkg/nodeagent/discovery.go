@@ -303,6 +303,7 @@ func (d *Discoverer) gpuDirectInput(out *Discovery) gpudirect.Input {
 		nics[n.Name] = n
 	}
 	for _, g := range out.GPUs.GPUs {
+		in.GPUs = append(in.GPUs, g.Index)
 		glevel, _ := d.levelDevice(out, g.PCIBusID)
 		for _, name := range out.GPUNICs[g.Index] {
 			n := nics[name]

@@ -315,10 +315,95 @@ func TestACSUnknownIsVisibleAndConsistent(t *testing.T) {
 	}
 }
 
+// gpuReadiness renders each GPU's published GPUDirect readiness as
+// GPU<i> ready|blocked:<checks> [NICs], one line per GPU.
+func gpuReadiness(st v1alpha1.NodeTopologyStatus) string {
+	var b strings.Builder
+	for _, g := range st.GPUDirectRDMA.GPUs {
+		verdict := "ready"
+		if !g.Ready {
+			verdict = "blocked:" + strings.Join(g.BlockingChecks, ",")
+		}
+		fmt.Fprintf(&b, "GPU%d %s %v\n", g.GPU, verdict, g.NICs)
+	}
+	return b.String()
+}
+
+const twoSocketOneNICMatrix = `
+GPU0 PIX
+GPU1 PIX
+GPU2 PXB
+GPU3 PXB
+GPU4 SYS
+GPU5 SYS
+GPU6 SYS
+GPU7 SYS`
+
+// A two-socket server with one NIC, on socket 0: the node is not ready (the
+// far GPUs reach the NIC only across the sockets) and keeps its label and
+// condition, but the four GPUs near the NIC are ready one by one. The
+// node-wide checks (here dma-buf) and a GPU's own NIC port count per GPU.
+func TestMachineTwoSocketOneNIC(t *testing.T) {
+	m := build(t, fixtures.TwoSocketOneNIC())
+	node := leaf.Node{Name: m.Spec.Hostname}
+	d := discoverer(m).Discover(context.Background(), node)
+	st := d.Status(nil, time.Unix(1000, 0))
+	assertText(t, "level matrix", levelMatrix(st), twoSocketOneNICMatrix)
+	assertText(t, "readiness", readiness(st), "ready=false mode=dma-buf devices=Pass/GPUsAndNICsFound gpu-memory-access=Pass/DMABuf pcie-path=Fail/NICAcrossHostBridge acs=Pass/NoACSRedirect iommu=Pass/IOMMUDisabled nic-port=Pass/NICPortsActive")
+	assertText(t, "conditions", conditions(st), "GPUAllocationsKnown=True/PodResourcesListed GPUDirectRDMAReady=False/NICAcrossHostBridge GPUsDiscovered=True/AllGPUsRead LeafDiscovered=False/LeafUnknown NICsDiscovered=True/AllNICsRead")
+	assertText(t, "per-GPU readiness", gpuReadiness(st), `
+GPU0 ready [mlx5_0]
+GPU1 ready [mlx5_0]
+GPU2 ready [mlx5_0]
+GPU3 ready [mlx5_0]
+GPU4 blocked:pcie-path [mlx5_0]
+GPU5 blocked:pcie-path [mlx5_0]
+GPU6 blocked:pcie-path [mlx5_0]
+GPU7 blocked:pcie-path [mlx5_0]`)
+	if got := d.NodeLabels()["tandem.dev/gpudirect-rdma"]; got != "false" {
+		t.Errorf("label %q, want false: the node's verdict is unchanged", got)
+	}
+
+	// ACS redirect on the switch port above GPU 0 blocks GPU 0 alone: no
+	// other GPU's path to the NIC crosses it.
+	if err := m.SetACSControl("0000:04:00.0", fixtures.ACSRedirecting); err != nil {
+		t.Fatal(err)
+	}
+	st = discoverer(m).Discover(context.Background(), node).Status(nil, time.Unix(1000, 0))
+	assertText(t, "per-GPU readiness, ACS above GPU 0", gpuReadiness(st), `
+GPU0 blocked:acs [mlx5_0]
+GPU1 ready [mlx5_0]
+GPU2 ready [mlx5_0]
+GPU3 ready [mlx5_0]
+GPU4 blocked:pcie-path [mlx5_0]
+GPU5 blocked:pcie-path [mlx5_0]
+GPU6 blocked:pcie-path [mlx5_0]
+GPU7 blocked:pcie-path [mlx5_0]`)
+	if err := m.SetACSControl("0000:04:00.0", fixtures.ACSSourceValidationOnly); err != nil {
+		t.Fatal(err)
+	}
+
+	// The NIC's port down blocks every GPU; no peer-memory path blocks
+	// every GPU too.
+	if err := m.SetPortState("mlx5_0", "1: DOWN", "3: Disabled"); err != nil {
+		t.Fatal(err)
+	}
+	st = discoverer(m).Discover(context.Background(), node).Status(nil, time.Unix(1000, 0))
+	assertText(t, "per-GPU readiness, port down", gpuReadiness(st), `
+GPU0 blocked:nic-port [mlx5_0]
+GPU1 blocked:nic-port [mlx5_0]
+GPU2 blocked:nic-port [mlx5_0]
+GPU3 blocked:nic-port [mlx5_0]
+GPU4 blocked:nic-port,pcie-path [mlx5_0]
+GPU5 blocked:nic-port,pcie-path [mlx5_0]
+GPU6 blocked:nic-port,pcie-path [mlx5_0]
+GPU7 blocked:nic-port,pcie-path [mlx5_0]`)
+}
+
 // BenchmarkDiscoverMachines is one whole discovery pass (NVML fake, sysfs
 // tree, GPUDirect checks) and its status, per fixture.
 func BenchmarkDiscoverMachines(b *testing.B) {
-	for _, spec := range []fixtures.Spec{fixtures.HGXH100(), fixtures.PCIeServer(), fixtures.GB200Tray(), fixtures.P5(), fixtures.AzureNDH100v5(), fixtures.DGXA100()} {
+	for _, spec := range []fixtures.Spec{fixtures.HGXH100(), fixtures.PCIeServer(), fixtures.GB200Tray(), fixtures.P5(), fixtures.AzureNDH100v5(), fixtures.DGXA100(), fixtures.TwoSocketOneNIC()} {
 		b.Run(spec.Hostname, func(b *testing.B) {
 			m := build(b, spec)
 			d := discoverer(m, leaf.Labels{})

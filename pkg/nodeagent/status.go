@@ -69,7 +69,8 @@ func (d *Discovery) Status(prev []metav1.Condition, now time.Time) v1alpha1.Node
 	st.GPUCount, st.NICCount = int32(len(st.GPUs)), int32(len(st.NICs))
 	st.NVLinkDomain = d.NVLinkDomain
 	st.Leaf, st.Spine = d.Fabric.Leaf, d.Fabric.Spine
-	st.GPUDirectRDMA = v1alpha1.GPUDirectRDMA{Ready: d.GPUDirect.Ready, Mode: d.GPUDirect.Mode, Checks: slices.Clone(d.GPUDirect.Checks)}
+	st.GPUDirectRDMA = v1alpha1.GPUDirectRDMA{Ready: d.GPUDirect.Ready, Mode: d.GPUDirect.Mode, Checks: slices.Clone(d.GPUDirect.Checks),
+		GPUs: publishedGPUReadiness(d.GPUDirect.GPUs, st.GPUs, st.NICs)}
 	st.GPUAllocations = slices.Clone(d.Allocations)
 
 	st.Conditions = slices.Clone(prev)
@@ -248,4 +249,28 @@ func (d *Discovery) GPUDirectCondition() metav1.Condition {
 func StatusEqual(a, b v1alpha1.NodeTopologyStatus) bool {
 	a.LastHeartbeatTime, b.LastHeartbeatTime = metav1.Time{}, metav1.Time{}
 	return equality.Semantic.DeepEqual(a, b)
+}
+
+// publishedGPUReadiness keeps the per-GPU readiness of the GPUs published,
+// naming only NICs published, so the object stays valid on a node with more
+// devices than the API's bounds.
+func publishedGPUReadiness(all []v1alpha1.GPUDirectGPU, gpus []v1alpha1.GPU, nics []v1alpha1.NIC) []v1alpha1.GPUDirectGPU {
+	gpuOK := make(map[int32]bool, len(gpus))
+	for _, g := range gpus {
+		gpuOK[g.Index] = true
+	}
+	nicOK := make(map[string]bool, len(nics))
+	for _, n := range nics {
+		nicOK[n.Name] = true
+	}
+	var out []v1alpha1.GPUDirectGPU
+	for _, r := range all {
+		if !gpuOK[r.GPU] {
+			continue
+		}
+		r.NICs = slices.DeleteFunc(slices.Clone(r.NICs), func(n string) bool { return !nicOK[n] })
+		r.BlockingChecks = slices.Clone(r.BlockingChecks)
+		out = append(out, r)
+	}
+	return out
 }

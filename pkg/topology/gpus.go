@@ -52,6 +52,9 @@ type GPUSlot struct {
 	NICLevel    PCIeLevel
 	NICRateGbps int32
 	NIC         string
+	// RDMAReady: the agent judged this GPU ready for GPUDirect RDMA through
+	// its own NICs, or, on a report without per-GPU readiness, the node.
+	RDMAReady bool
 }
 
 // NodeReport is what a node's agent reports, in the terms placement needs.
@@ -65,6 +68,10 @@ type NodeReport struct {
 	// GPUDirectReason names the first failed check when it is not ready.
 	GPUDirectReady  bool
 	GPUDirectReason string
+	// GPUDirectGPUs is the agent's readiness per GPU; nil on a report from
+	// an agent that does not publish it, where GPUDirectReady stands for
+	// every GPU.
+	GPUDirectGPUs []ReportedGPUDirect
 	// Allocations are the GPUs the kubelet reports held, by pod.
 	Allocations []Allocation
 	// Heartbeat is when the agent last confirmed the report; zero when it
@@ -82,6 +89,14 @@ type ReportedGPU struct {
 	// Island is the agent's id of the GPU's NVLink island.
 	Island int32
 	MIG    bool
+}
+
+// ReportedGPUDirect is one GPU's GPUDirect RDMA readiness.
+type ReportedGPUDirect struct {
+	GPU   int32
+	Ready bool
+	// Blocking names the checks that keep it from being ready.
+	Blocking []string
 }
 
 // ReportedNIC is one RDMA port of a NodeReport.
@@ -115,6 +130,9 @@ type NodeGPUs struct {
 	GPUDirectReady bool
 	// GPUDirectReason names the first failed check when not ready.
 	GPUDirectReason string
+	// PerGPUReadiness: the report judged GPUs one by one, so an RDMA
+	// request may use the ready GPUs of a node that is not ready as a whole.
+	PerGPUReadiness bool
 
 	byUUID map[string]int
 }
@@ -151,7 +169,29 @@ func CompileNodeGPUs(r *NodeReport) (*NodeGPUs, error) {
 			n.Islands = append(n.Islands, nil)
 		}
 		n.Islands[pos] = append(n.Islands[pos], i)
-		n.GPUs[i] = GPUSlot{Index: g.Index, UUID: g.UUID, Island: pos, MIG: g.MIG, NICLevel: pcieLevelNone}
+		n.GPUs[i] = GPUSlot{Index: g.Index, UUID: g.UUID, Island: pos, MIG: g.MIG, NICLevel: pcieLevelNone, RDMAReady: r.GPUDirectReady}
+	}
+	if r.GPUDirectGPUs != nil {
+		n.PerGPUReadiness = true
+		for i := range n.GPUs {
+			// A GPU the agent did not judge is not ready.
+			n.GPUs[i].RDMAReady = false
+		}
+		seen := make(map[int32]int, len(r.GPUDirectGPUs))
+		for i, g := range r.GPUDirectGPUs {
+			pos, ok := byIndex[g.GPU]
+			if !ok {
+				return nil, fmt.Errorf("status.gpuDirectRDMA.gpus[%d]: gpu %d is not in status.gpus", i, g.GPU)
+			}
+			if j, dup := seen[g.GPU]; dup {
+				return nil, fmt.Errorf("status.gpuDirectRDMA.gpus[%d]: gpu %d is also status.gpuDirectRDMA.gpus[%d]", i, g.GPU, j)
+			}
+			seen[g.GPU] = i
+			if g.Ready && len(g.Blocking) > 0 {
+				return nil, fmt.Errorf("status.gpuDirectRDMA.gpus[%d]: gpu %d is ready but blocked by %v", i, g.GPU, g.Blocking)
+			}
+			n.GPUs[pos].RDMAReady = g.Ready
+		}
 	}
 	nics := make(map[string]ReportedNIC, len(r.NICs))
 	for _, nic := range r.NICs {
@@ -277,15 +317,19 @@ type Unfit struct {
 // bigger pods; among equals, the one with nearer and faster NICs. It is
 // O(GPUs) apart from sorting the islands' candidates.
 func (n *NodeGPUs) Fit(req GPURequest, used Used) (Fit, *Unfit) {
-	if req.NeedRDMA && !n.GPUDirectReady {
-		return Fit{}, &Unfit{Reason: n.GPUDirectReason}
+	if req.NeedRDMA && !n.anyRDMAReady() {
+		reason := n.GPUDirectReason
+		if reason == "" {
+			reason = "no GPU is ready for GPUDirect RDMA"
+		}
+		return Fit{}, &Unfit{Reason: reason}
 	}
 	eligible := func(i int) bool {
 		g := n.GPUs[i]
 		if used[i] || (g.MIG && !req.AllowMIG) {
 			return false
 		}
-		return !req.NeedRDMA || g.NICLevel <= req.MaxNICLevel
+		return !req.NeedRDMA || (g.RDMAReady && g.NICLevel <= req.MaxNICLevel)
 	}
 	var candidates [][]int
 	total := 0
@@ -352,7 +396,24 @@ func (n *NodeGPUs) Fit(req GPURequest, used Used) (Fit, *Unfit) {
 	return spread, nil
 }
 
+// anyRDMAReady says whether any GPU may take an RDMA pod: the node's
+// verdict on a report without per-GPU readiness.
+func (n *NodeGPUs) anyRDMAReady() bool {
+	if !n.PerGPUReadiness {
+		return n.GPUDirectReady
+	}
+	for _, g := range n.GPUs {
+		if g.RDMAReady {
+			return true
+		}
+	}
+	return false
+}
+
 func (n *NodeGPUs) qualifier(req GPURequest) string {
+	if req.NeedRDMA && n.PerGPUReadiness {
+		return fmt.Sprintf(" ready for GPUDirect RDMA with a NIC at %s or nearer", req.MaxNICLevel)
+	}
 	if req.NeedRDMA {
 		return fmt.Sprintf(" with a NIC at %s or nearer", req.MaxNICLevel)
 	}
@@ -381,6 +442,9 @@ func (n *NodeGPUs) explainShortage(req GPURequest, used Used, eligible int) *Unf
 		return &Unfit{Resolvable: true, Reason: fmt.Sprintf("%d of %d GPUs free, pod needs %d", free, len(n.GPUs), req.Count)}
 	case nonMIG < req.Count:
 		return &Unfit{Reason: fmt.Sprintf("only %d free GPUs are not MIG-partitioned, pod needs %d", nonMIG, req.Count)}
+	case n.PerGPUReadiness:
+		return &Unfit{Reason: fmt.Sprintf("only %d free GPUs are ready for GPUDirect RDMA with an active NIC at %s or nearer, pod needs %d",
+			eligible, req.MaxNICLevel, req.Count)}
 	default:
 		return &Unfit{Reason: fmt.Sprintf("only %d free GPUs have an active NIC at %s or nearer for GPUDirect RDMA, pod needs %d",
 			eligible, req.MaxNICLevel, req.Count)}

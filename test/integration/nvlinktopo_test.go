@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
 	"github.com/tandem-sched/tandem/pkg/plugins/nvlinktopo"
 )
 
@@ -128,4 +130,57 @@ nodes:
 `)
 	createPod(t, cp, "bad", 2, withAnnotations(nvlinktopo.AnnotationIslandPolicy, "Sometimes"))
 	waitForFailedScheduling(t, cp, "bad", `pod annotation tandem.dev/nvlink-island="Sometimes" is not one of Required, Preferred, Ignore`)
+}
+
+// A two-socket node whose far GPUs cannot use the NIC: the agent's report
+// says the node is not GPUDirect-ready but GPUs 0-3 are, and the CRD takes
+// it. An RDMA pod needing 4 GPUs is placed there; one needing 8 is not.
+func TestRDMAPodUsesTheReadyGPUsOfATwoSocketNode(t *testing.T) {
+	cp := startCluster(t, `
+nodes:
+- {name: two-socket, shape: hgx-h100}
+`)
+	ctx := context.Background()
+	client := cp.Tandem.TandemV1alpha1().NodeTopologies()
+	nt, err := client.Get(ctx, "two-socket", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &nt.Status.GPUDirectRDMA
+	g.Ready = false
+	g.Checks = []topologyv1alpha1.GPUDirectCheck{
+		{Name: "devices", Result: topologyv1alpha1.CheckPass, Reason: "GPUsAndNICsFound"},
+		{Name: "pcie-path", Result: topologyv1alpha1.CheckFail, Reason: "NICAcrossHostBridge"},
+	}
+	g.GPUs = nil
+	for _, gpu := range nt.Status.GPUs {
+		r := topologyv1alpha1.GPUDirectGPU{GPU: gpu.Index, Ready: gpu.Index < 4, NICs: []string{nt.Status.NICs[0].Name}}
+		if !r.Ready {
+			r.BlockingChecks = []string{"pcie-path"}
+		}
+		g.GPUs = append(g.GPUs, r)
+	}
+	nt.Status.LastHeartbeatTime = metav1.Now()
+	if nt, err = client.UpdateStatus(ctx, nt, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("the agent's per-GPU report was rejected: %v", err)
+	}
+	// The CRD refuses a GPU both ready and blocked, and a node ready with a
+	// GPU that has NICs not ready.
+	bad := nt.DeepCopy()
+	bad.Status.GPUDirectRDMA.GPUs[5].Ready = true
+	if _, err := client.UpdateStatus(ctx, bad, metav1.UpdateOptions{}); err == nil || !strings.Contains(err.Error(), "ready must be true exactly when no check blocks the GPU") {
+		t.Errorf("a ready GPU with blocking checks: %v", err)
+	}
+	bad = nt.DeepCopy()
+	bad.Status.GPUDirectRDMA.Ready, bad.Status.GPUDirectRDMA.Checks = true, nil
+	if _, err := client.UpdateStatus(ctx, bad, metav1.UpdateOptions{}); err == nil || !strings.Contains(err.Error(), "ready must be false when a GPU with NICs is not ready") {
+		t.Errorf("a ready node with GPUs not ready: %v", err)
+	}
+
+	createPod(t, cp, "rdma-8", 8, withAnnotations(nvlinktopo.AnnotationRDMA, "true"))
+	waitForFailedScheduling(t, cp, "rdma-8", "only 4 free GPUs are ready for GPUDirect RDMA")
+	createPod(t, cp, "rdma-4", 4, withAnnotations(nvlinktopo.AnnotationRDMA, "true"))
+	if node := waitForBinding(t, cp, "rdma-4"); node != "two-socket" {
+		t.Errorf("RDMA pod bound to %s, want two-socket", node)
+	}
 }

@@ -55,6 +55,8 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.gpus) || self.gpus.all(g, !has(g.nvlinkPeers) || g.nvlinkPeers.all(p, self.gpus.exists(h, h.index == p && h.island == g.island)))",message="nvlinkPeers must name GPUs of this node on the GPU's own island"
 // +kubebuilder:validation:XValidation:rule="!has(self.nvlinkIslands) || self.nvlinkIslands.all(i, i.gpus.all(x, has(self.gpus) && self.gpus.exists(g, g.index == x && g.island == i.id)))",message="each GPU of an nvlinkIslands entry must be in status.gpus with that island (so in one island only)"
 // +kubebuilder:validation:XValidation:rule="!has(self.nvlinkIslands) || !has(self.gpus) || self.gpus.all(g, self.nvlinkIslands.exists(i, i.id == g.island && g.index in i.gpus))",message="each GPU must be listed in the nvlinkIslands entry of its island"
+// +kubebuilder:validation:XValidation:rule="!has(self.gpuDirectRDMA) || !has(self.gpuDirectRDMA.gpus) || self.gpuDirectRDMA.gpus.all(r, has(self.gpus) && self.gpus.exists(g, g.index == r.gpu))",message="each gpuDirectRDMA.gpus entry must name a GPU in status.gpus"
+// +kubebuilder:validation:XValidation:rule="!has(self.gpuDirectRDMA) || !has(self.gpuDirectRDMA.gpus) || self.gpuDirectRDMA.gpus.all(r, !has(r.nics) || r.nics.all(n, has(self.nics) && self.nics.exists(x, x.name == n)))",message="each NIC of a gpuDirectRDMA.gpus entry must be in status.nics"
 type NodeTopologyStatus struct {
 	// GPUCount is the number of GPUs listed; kept beside the list for printer columns.
 	// +kubebuilder:validation:Minimum=0
@@ -430,10 +432,14 @@ const (
 
 // GPUDirectRDMA is whether GPUDirect RDMA works end to end on the node.
 // +kubebuilder:validation:XValidation:rule="!self.ready || !has(self.checks) || self.checks.all(c, c.result != 'Fail')",message="ready must be false when a check failed"
+// +kubebuilder:validation:XValidation:rule="!self.ready || !has(self.gpus) || self.gpus.all(g, g.ready || !has(g.nics))",message="ready must be false when a GPU with NICs is not ready"
+// +kubebuilder:validation:XValidation:rule="!has(self.gpus) || self.gpus.all(g, !has(g.blockingChecks) || g.blockingChecks.all(b, has(self.checks) && self.checks.exists(c, c.name == b)))",message="each of a GPU's blockingChecks must name a check in checks"
 type GPUDirectRDMA struct {
-	// Ready is true when every check passed, but for an advisory one left
-	// Unknown (ACS state the unprivileged agent cannot read); never with a
-	// failed check.
+	// Ready is the node's verdict, for the GPUDirectRDMAReady condition and
+	// the tandem.dev/gpudirect-rdma label: true when every check passed over
+	// every GPU's NICs, but for an advisory one left Unknown (ACS state the
+	// unprivileged agent cannot read); never with a failed check. When it is
+	// true, every GPU in gpus that has NICs is ready.
 	Ready bool `json:"ready"`
 	// +optional
 	Mode GPUDirectMode `json:"mode,omitempty"`
@@ -443,6 +449,46 @@ type GPUDirectRDMA struct {
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=32
 	Checks []GPUDirectCheck `json:"checks,omitempty"`
+	// GPUs is the readiness of each GPU through its own NICs (those at its
+	// nearest PCIe level), so that on a node where only some GPUs sit near a
+	// NIC those GPUs can still take RDMA pods. The node-wide checks (devices,
+	// gpu-memory-access, iommu) count for every GPU; pcie-path, acs and
+	// nic-port are judged on the GPU's NICs and the bridges between it and
+	// them. A report without it (an older agent) has only ready, which then
+	// stands for every GPU.
+	// +optional
+	// +listType=map
+	// +listMapKey=gpu
+	// +kubebuilder:validation:MaxItems=64
+	GPUs []GPUDirectGPU `json:"gpus,omitempty"`
+}
+
+// GPUDirectGPU is whether one GPU can use GPUDirect RDMA.
+// +kubebuilder:validation:XValidation:rule="self.ready == (!has(self.blockingChecks) || size(self.blockingChecks) == 0)",message="ready must be true exactly when no check blocks the GPU"
+type GPUDirectGPU struct {
+	// GPU is the GPU's index in status.gpus.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=63
+	GPU int32 `json:"gpu"`
+	// Ready: every node-wide check and this GPU's own checks passed (or,
+	// for ACS it cannot read, were let pass as the node's are). A GPU with
+	// no NIC is never ready; pcie-path blocks it (the node's pcie-path
+	// check looks only at GPUs that have a NIC, and may have passed).
+	Ready bool `json:"ready"`
+	// NICs are the names of the NICs the GPU would use (in status.nics), the
+	// ones its checks looked at.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=64
+	NICs []string `json:"nics,omitempty"`
+	// BlockingChecks name the checks (in checks) that keep this GPU from
+	// being ready; empty when it is ready.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=64
+	BlockingChecks []string `json:"blockingChecks,omitempty"`
 }
 
 // GPUDirectCheck is one GPUDirect RDMA check, such as "peermem", "acs" or "iommu".

@@ -47,7 +47,10 @@ type Pair struct {
 type Input struct {
 	GPUCount int
 	NICCount int
-	// Pairs has one entry per GPU that has a NIC.
+	// GPUs are the indexes of the GPUs to judge one by one, those without
+	// a NIC included; when empty, the GPUs of Pairs.
+	GPUs []int
+	// Pairs has one entry per GPU and each of its NICs.
 	Pairs []Pair
 }
 
@@ -56,7 +59,13 @@ type Result struct {
 	Ready  bool
 	Mode   v1alpha1.GPUDirectMode
 	Checks []v1alpha1.GPUDirectCheck
+	// GPUs is each GPU's readiness through its own NICs, by GPU index.
+	GPUs []v1alpha1.GPUDirectGPU
 }
+
+// perGPUChecks are the checks judged on each GPU's own NICs; the others
+// are node-wide and count for every GPU.
+var perGPUChecks = map[string]bool{CheckPCIePath: true, CheckACS: true, CheckNICPort: true}
 
 // Failed returns the checks that did not pass.
 func (r Result) Failed() []v1alpha1.GPUDirectCheck {
@@ -116,13 +125,68 @@ func (c Checker) Check(ctx context.Context, in Input) Result {
 	iommu, iommuOn := c.iommu(in)
 	checks = append(checks, mem, c.pciePath(in), c.acs(in, iommuOn), iommu, c.nicPort(in))
 	r := Result{Ready: true, Mode: mode, Checks: checks}
+	var nodeBlocking []string
 	for _, ch := range checks {
-		if ch.Result == v1alpha1.CheckFail || (ch.Result == v1alpha1.CheckUnknown && !c.advisory(ch, iommuOn)) {
+		if c.blocks(ch, iommuOn) {
 			r.Ready = false
+			if !perGPUChecks[ch.Name] {
+				nodeBlocking = append(nodeBlocking, ch.Name)
+			}
 		}
 	}
+	r.GPUs = c.perGPU(in, iommuOn, nodeBlocking)
 	klog.FromContext(ctx).V(3).Info("GPUDirect RDMA checks", "ready", r.Ready, "mode", mode)
 	return r
+}
+
+// blocks says whether a check's result keeps readiness from being true.
+func (c Checker) blocks(ch v1alpha1.GPUDirectCheck, iommuOn bool) bool {
+	return ch.Result == v1alpha1.CheckFail || (ch.Result == v1alpha1.CheckUnknown && !c.advisory(ch, iommuOn))
+}
+
+// perGPU judges each GPU on its own NICs: the pcie-path, acs and nic-port
+// checks run on that GPU's pairs alone, and the node-wide checks that block
+// the node (nodeBlocking) block every GPU. A GPU with no NIC is blocked by
+// pcie-path alone, though the node's pcie-path check, which looks only at
+// GPUs that have a NIC, may have passed. Each check a GPU fails also fails on the node (its pairs are a
+// subset of the node's), so the node is ready only when every GPU with a
+// NIC is.
+func (c Checker) perGPU(in Input, iommuOn bool, nodeBlocking []string) []v1alpha1.GPUDirectGPU {
+	gpus := slices.Clone(in.GPUs)
+	if len(gpus) == 0 {
+		for _, p := range in.Pairs {
+			gpus = append(gpus, p.GPU)
+		}
+	}
+	slices.Sort(gpus)
+	gpus = slices.Compact(gpus)
+	out := make([]v1alpha1.GPUDirectGPU, 0, len(gpus))
+	for _, g := range gpus {
+		sub := Input{GPUCount: in.GPUCount, NICCount: in.NICCount, GPUs: []int{g}}
+		var nics []string
+		for _, p := range in.Pairs {
+			if p.GPU == g {
+				sub.Pairs = append(sub.Pairs, p)
+				nics = append(nics, p.NIC)
+			}
+		}
+		slices.Sort(nics)
+		r := v1alpha1.GPUDirectGPU{GPU: int32(g), NICs: slices.Compact(nics)}
+		blocking := slices.Clone(nodeBlocking)
+		if len(sub.Pairs) == 0 {
+			blocking = append(blocking, CheckPCIePath)
+		}
+		for _, ch := range []v1alpha1.GPUDirectCheck{c.pciePath(sub), c.acs(sub, iommuOn), c.nicPort(sub)} {
+			if len(sub.Pairs) > 0 && c.blocks(ch, iommuOn) {
+				blocking = append(blocking, ch.Name)
+			}
+		}
+		slices.Sort(blocking)
+		r.BlockingChecks = blocking
+		r.Ready = len(blocking) == 0
+		out = append(out, r)
+	}
+	return out
 }
 
 // advisory says whether an Unknown check leaves the node ready: only the

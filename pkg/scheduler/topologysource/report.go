@@ -28,6 +28,12 @@ func ReportOf(nt *topologyv1alpha1.NodeTopology) *topology.NodeReport {
 			}
 		}
 	}
+	if st.GPUDirectRDMA.GPUs != nil {
+		r.GPUDirectGPUs = make([]topology.ReportedGPUDirect, 0, len(st.GPUDirectRDMA.GPUs))
+		for _, g := range st.GPUDirectRDMA.GPUs {
+			r.GPUDirectGPUs = append(r.GPUDirectGPUs, topology.ReportedGPUDirect{GPU: g.GPU, Ready: g.Ready, Blocking: g.BlockingChecks})
+		}
+	}
 	for _, g := range st.GPUs {
 		r.GPUs = append(r.GPUs, topology.ReportedGPU{Index: g.Index, UUID: g.UUID, Island: g.Island, MIG: g.MIGMode == topologyv1alpha1.MIGEnabled})
 	}
