@@ -39,6 +39,10 @@ type UnitSpec struct {
 	// Usable says whether a node's report can be trusted now (fresh); nil
 	// trusts every report.
 	Usable func(node string, heartbeat time.Time) bool
+	// Held are pods other plans put on their Node and nobody has reserved
+	// yet: the packing leaves their GPUs alone, and they count in no cost.
+	// A held pod that no longer fits its node holds nothing.
+	Held []UnitPod
 }
 
 // Plan is where every pod of a unit goes.
@@ -318,6 +322,11 @@ type sim struct {
 
 func (p *planner) newSim() *sim {
 	s := &sim{p: p, used: map[string]Used{}, nodes: map[string]string{}, roles: map[string]*[2]int{}}
+	for _, pod := range p.spec.Held {
+		if fit, ok := s.fitGPUs(pod.Node, pod.Request); ok {
+			s.mark(pod.Node, fit)
+		}
+	}
 	for _, i := range p.anchors {
 		pod := p.spec.Pods[i]
 		s.nodes[pod.Name] = pod.Node
@@ -382,6 +391,24 @@ func (s *sim) fit(node string, pod UnitPod) (Fit, bool) {
 }
 
 func (s *sim) take(node string, pod UnitPod, fit Fit) {
+	s.mark(node, fit)
+	s.nodes[pod.Name] = node
+	s.count(node, pod.Prefill)
+}
+
+// fitGPUs is whether the request fits the node's free GPUs in the
+// simulation, whoever asks.
+func (s *sim) fitGPUs(node string, req GPURequest) (Fit, bool) {
+	n := s.p.v.cluster.nodes[node]
+	if n == nil || n.gpus == nil || n.compileErr != nil {
+		return Fit{}, false
+	}
+	fit, unfit := n.gpus.Fit(req, s.usedOf(node, n))
+	return fit, unfit == nil
+}
+
+// mark takes a fit's GPUs in the simulation.
+func (s *sim) mark(node string, fit Fit) {
 	n := s.p.v.cluster.nodes[node]
 	used, ok := s.used[node]
 	if !ok {
@@ -389,8 +416,6 @@ func (s *sim) take(node string, pod UnitPod, fit Fit) {
 		s.used[node] = used
 	}
 	n.gpus.Mark(used, fit.GPUs)
-	s.nodes[pod.Name] = node
-	s.count(node, pod.Prefill)
 }
 
 // merge makes a child's packing its parent's.

@@ -318,3 +318,37 @@ func TestPlanSplitsASubUnitNoBoardHolds(t *testing.T) {
 	require.Equal(t, "four", plan.Nodes["p0"])
 	require.Equal(t, map[topology.PathClass]int{topology.LevelNVLinkDomain: 1, topology.LevelLeaf: 1}, classes(v, spec, plan))
 }
+
+// A plan leaves alone the GPUs another plan promised to pods not reserved
+// yet: two units planned back to back do not get the same board.
+func TestPlanLeavesHeldGPUsAlone(t *testing.T) {
+	_, v := clusterOf(t, `nodes:
+- {name: a, shape: hgx-h100, zone: z1, spine: s1, leaf: l1, allocatedGPUs: [0, 1]}
+- {name: b, shape: hgx-h100, zone: z1, spine: s1, leaf: l1}
+`)
+	first := unit(unitPod("u1/p", true, 2), unitPod("u1/d", false, 4))
+	plan1, err := v.PlanUnit(topology.DefaultCostModel(), first)
+	require.NoError(t, err)
+	require.Equal(t, "a", plan1.Nodes["u1/p"], "the tightest board")
+	require.Equal(t, "a", plan1.Nodes["u1/d"])
+
+	second := unit(unitPod("u2/p", true, 2), unitPod("u2/d", false, 4))
+	for _, name := range []string{"u1/p", "u1/d"} {
+		held := first.Pods[0]
+		if name == "u1/d" {
+			held = first.Pods[1]
+		}
+		held.Node = plan1.Nodes[name]
+		second.Held = append(second.Held, held)
+	}
+	plan2, err := v.PlanUnit(topology.DefaultCostModel(), second)
+	require.NoError(t, err)
+	require.Equal(t, "b", plan2.Nodes["u2/p"], "board a is promised to u1")
+	require.Equal(t, "b", plan2.Nodes["u2/d"])
+
+	// Without the holds both units would be planned on a.
+	second.Held = nil
+	plan3, err := v.PlanUnit(topology.DefaultCostModel(), second)
+	require.NoError(t, err)
+	require.Equal(t, "a", plan3.Nodes["u2/p"])
+}
