@@ -85,7 +85,7 @@ func (pl *PDAffinity) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 			cycleState.Write(topologysource.PlanStateKey, &topologysource.PlanState{Node: s.planned.node})
 			return result, nil
 		}
-		return pl.poolCandidates(ctx, pod, member, s), nil
+		return pl.poolCandidates(ctx, pod, member, s)
 	}
 	return nil, nil
 }

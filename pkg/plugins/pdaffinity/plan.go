@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -51,6 +52,69 @@ type unitPlan struct {
 	bound    sets.Set[string]
 	// chunk are a pool chunk's pods, planned or not.
 	chunk []string
+	// pods are the plan's pods as planned, placeholders included, for the
+	// holds other plans respect.
+	pods map[string]topology.UnitPod
+}
+
+// setPlan makes plan the unit's, remembering what each of its pods asks.
+func (up *unitPlan) setPlan(plan *topology.Plan, spec topology.UnitSpec) {
+	up.plan = plan
+	up.pods = make(map[string]topology.UnitPod, len(spec.Pods))
+	for _, p := range spec.Pods {
+		up.pods[p.Name] = p
+	}
+}
+
+// holds are the pods of every plan but except's that are planned on a node
+// and neither reserved nor bound yet, nor failed there: a new plan leaves
+// their GPUs alone, so that two plans made before either unit's pods are
+// reserved do not promise the same GPUs. Holds steer plans only; Filter
+// does not see them. Callers hold mu.
+func (u *unitPlans) holds(except string) []topology.UnitPod {
+	var out []topology.UnitPod
+	for key, up := range u.byUnit {
+		if key == except || up.plan == nil {
+			continue
+		}
+		for name, node := range up.plan.Nodes {
+			if _, reserved := up.reserved[name]; reserved || up.bound.Has(name) {
+				continue
+			}
+			if up.attempts[name] > 1 {
+				// Its planned placement failed once: it holds nothing.
+				continue
+			}
+			if pod, ok := up.pods[name]; ok {
+				pod.Node = node
+				out = append(out, pod)
+			}
+		}
+	}
+	// In a fixed order, so that a plan does not depend on map order.
+	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+	return out
+}
+
+// poolHolds counts a pool's pods of one role that its chunks planned and
+// nobody has reserved yet. Callers hold mu.
+func (u *unitPlans) poolHolds(namespace, group string, prefill bool) int {
+	prefix := namespace + "/pool:" + group + "#"
+	n := 0
+	for key, up := range u.byUnit {
+		if !strings.HasPrefix(key, prefix) || up.plan == nil {
+			continue
+		}
+		for name := range up.plan.Nodes {
+			if _, reserved := up.reserved[name]; reserved || up.bound.Has(name) {
+				continue
+			}
+			if pod, ok := up.pods[name]; ok && pod.Prefill == prefill {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func newUnitPlans() *unitPlans {
@@ -102,6 +166,7 @@ func (pl *PDAffinity) planFor(ctx context.Context, pod *v1.Pod, m Member, requir
 			logger.V(3).Info("Cannot plan the unit", "pod", klog.KObj(pod), "unit", m.unitName(), "err", err)
 			return nil, nil
 		}
+		spec.Held = pl.plans.holds(key)
 		plan, err := pl.domains.PlanUnit(pl.model, spec)
 		if err != nil {
 			if !errors.Is(err, topology.ErrNoRoom) {
@@ -111,7 +176,7 @@ func (pl *PDAffinity) planFor(ctx context.Context, pod *v1.Pod, m Member, requir
 			}
 			return nil, nil
 		}
-		up.plan = plan
+		up.setPlan(plan, spec)
 		logger.V(4).Info("Planned the unit", "unit", m.unitName(), "pods", len(plan.Nodes), "level", pl.levelName(plan.Level),
 			"domain", plan.Domain, "optimal", plan.Optimal(), "evaluated", plan.Evaluated)
 	}

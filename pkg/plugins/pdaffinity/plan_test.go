@@ -3,6 +3,7 @@ package pdaffinity
 import (
 	"context"
 	"fmt"
+	fwk "k8s.io/kube-scheduler/framework"
 	"testing"
 	"time"
 
@@ -290,9 +291,10 @@ func TestPoolArrivingWholeIsPlannedInChunks(t *testing.T) {
 	}
 }
 
-// A chunk pod whose planned placement fails leaves its chunk: the next
-// attempt is narrowed around the pool's placed pods instead, and the chunk
-// no longer waits for it.
+// A chunk pod whose planned placement fails leaves its chunk: the chunk no
+// longer waits for it, and its next attempt is narrowed around the pool's
+// placed pods instead; while the pool's planned pods of the other role are
+// still to be placed, it waits for them rather than take their room.
 func TestPoolChunkPodLeavesItsChunkAfterAFailedAttempt(t *testing.T) {
 	d0 := engine("pool-decode-0", "decode", "pool", 2).Obj()
 	p0 := engine("pool-prefill-0", "prefill", "pool", 2).Obj()
@@ -307,7 +309,8 @@ func TestPoolChunkPodLeavesItsChunkAfterAFailedAttempt(t *testing.T) {
 
 	state = framework.NewCycleState()
 	_, status = pl.PreFilter(context.Background(), state, d0, nil)
-	require.True(t, status.IsSuccess())
+	require.Equal(t, fwk.Unschedulable, status.Code(), status.Message())
+	require.Contains(t, status.Message(), "waiting for 1 planned prefill pods of the pool")
 	s, _ = readState(state)
 	require.False(t, topologysource.Planned(state), "the second attempt is not placed by the chunk")
 	require.Equal(t, key, s.planKey)
@@ -329,4 +332,68 @@ func TestPoolChunkPodLeavesItsChunkAfterAFailedAttempt(t *testing.T) {
 	defer pl.plans.mu.Unlock()
 	require.NotContains(t, pl.plans.byUnit, key)
 	require.Empty(t, pl.plans.chunkOf)
+}
+
+// A pool arriving whole on a cluster that cannot hold it all is planned in a
+// smaller chunk, both roles in proportion: its decodes do not take the room
+// its prefills need. Queue order puts every decode first.
+func TestPoolChunkShrinksToWhatTheClusterHolds(t *testing.T) {
+	var pods []*v1.Pod
+	for i := range 8 {
+		pods = append(pods, engine(fmt.Sprintf("pool-decode-%d", i), "decode", "pool", 2).Obj())
+	}
+	for i := range 4 {
+		pods = append(pods, engine(fmt.Sprintf("pool-prefill-%d", i), "prefill", "pool", 2).Obj())
+	}
+	// 18 free GPUs for a pool asking 24.
+	pl, cluster, nodes := newPlanningPluginOn(t, `nodes:
+- {name: gpu, count: 3, shape: hgx-h100, zone: z1, spine: s1, leaf: l1, allocatedGPUs: [0, 1]}
+`, pods...)
+	req := topology.GPURequest{Count: 2, Island: topology.IslandRequired}
+	nodeOf := map[string]string{}
+	for _, pod := range pods {
+		state := framework.NewCycleState()
+		result, status := pl.PreFilter(context.Background(), state, pod, nil)
+		if status.Code() == fwk.Unschedulable {
+			// Waits for the pool's planned prefills.
+			require.Contains(t, status.Message(), "planned prefill pods of the pool", pod.Name)
+			continue
+		}
+		require.True(t, status.IsSuccess(), status.Message())
+		s, err := readState(state)
+		require.NoError(t, err)
+		var candidates []string
+		if s.planned != nil {
+			candidates = []string{s.planned.node}
+		} else if result != nil {
+			candidates = sets.List(result.NodeNames)
+		} else {
+			for _, n := range nodes {
+				candidates = append(candidates, n.Name)
+			}
+		}
+		for _, node := range candidates {
+			if _, unfit, reason := cluster.Reserve(string(pod.UID), podKey(pod), node, req, topology.Usable); unfit == nil && reason == "" {
+				require.Nil(t, pl.Reserve(context.Background(), state, pod, node))
+				nodeOf[pod.Name] = node
+				break
+			}
+		}
+	}
+	prefillNodes := sets.New[string]()
+	for i := range 4 {
+		if n := nodeOf[fmt.Sprintf("pool-prefill-%d", i)]; n != "" {
+			prefillNodes.Insert(n)
+		}
+	}
+	require.Equal(t, 3, prefillNodes.Len(), "a prefill on each node (%v)", nodeOf)
+	decodes := 0
+	for i := range 8 {
+		d := fmt.Sprintf("pool-decode-%d", i)
+		if n := nodeOf[d]; n != "" {
+			decodes++
+			require.True(t, prefillNodes.Has(n), "%s on %s shares no board with a prefill (%v)", d, n, nodeOf)
+		}
+	}
+	require.Equal(t, 6, decodes, "two decodes beside each prefill (%v)", nodeOf)
 }

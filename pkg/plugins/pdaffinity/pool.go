@@ -10,6 +10,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	"github.com/tandem-sched/tandem/apis/config"
@@ -44,9 +45,9 @@ const (
 // that role can still join it: the plan of the pod and its share of the
 // other role (the pool's ratio), each as large as the pod. nil evaluates
 // every node (no model, or no room anywhere near).
-func (pl *PDAffinity) poolCandidates(ctx context.Context, pod *v1.Pod, m Member, s *preFilterState) *framework.PreFilterResult {
+func (pl *PDAffinity) poolCandidates(ctx context.Context, pod *v1.Pod, m Member, s *preFilterState) (*framework.PreFilterResult, *fwk.Status) {
 	if pl.domains == nil {
-		return nil
+		return nil, nil
 	}
 	gpus := int(gpuRequest(pod, pl.gpuResource))
 	g := s.index
@@ -71,17 +72,28 @@ func (pl *PDAffinity) poolCandidates(ctx context.Context, pod *v1.Pod, m Member,
 			}
 		}
 		if names.Len() == 0 {
-			return nil
+			return nil, nil
 		}
-		return &framework.PreFilterResult{NodeNames: names}
+		return &framework.PreFilterResult{NodeNames: names}, nil
+	}
+	if pl.handle != nil {
+		// The pool's chunks planned pods of the other role that are still
+		// to be reserved: they go first, and this pod then finds them.
+		// Taking the room planned for them now would pair it with nothing.
+		pl.plans.mu.Lock()
+		held := pl.plans.poolHolds(pod.Namespace, m.Group, m.Role.opposite() == RolePrefill)
+		pl.plans.mu.Unlock()
+		if held > 0 {
+			return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("pool %s: waiting for %d planned %s pods of the pool to be placed first", m.Group, held, m.Role.opposite()))
+		}
 	}
 	if s.requiredLevel >= 0 {
 		// Nothing to be near yet: any node may start the pool.
-		return nil
+		return nil, nil
 	}
 	req, err := pl.src.RequestOf(pod, pl.gpuResource)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	me := topology.UnitPod{Name: podKey(pod), Prefill: m.Role == RolePrefill, Request: req}
 	spec := topology.UnitSpec{Pods: []topology.UnitPod{me}, RequiredLevel: -1,
@@ -89,10 +101,13 @@ func (pl *PDAffinity) poolCandidates(ctx context.Context, pod *v1.Pod, m Member,
 	for i := range partnersPerPod(m.Role, s.ratio) {
 		spec.Pods = append(spec.Pods, topology.UnitPod{Name: fmt.Sprintf("%spartner-%d", placeholderPrefix, i), Prefill: !me.Prefill, Request: req})
 	}
+	pl.plans.mu.Lock()
+	spec.Held = pl.plans.holds("")
+	pl.plans.mu.Unlock()
 	plan, err := pl.domains.PlanUnit(pl.model, spec)
 	if err != nil {
 		klog.FromContext(ctx).V(4).Info("No room for a pool's first pair", "pod", klog.KObj(pod), "err", err)
-		return nil
+		return nil, nil
 	}
 	node := plan.Nodes[me.Name]
 	// Score by the pair's plan: its node first, the fallbacks by nearness
@@ -106,7 +121,7 @@ func (pl *PDAffinity) poolCandidates(ctx context.Context, pod *v1.Pod, m Member,
 			names.Insert(n)
 		}
 	}
-	return &framework.PreFilterResult{NodeNames: names}
+	return &framework.PreFilterResult{NodeNames: names}, nil
 }
 
 // Pool chunks: a pool's pending pods are planned together, a few at a time,
@@ -156,11 +171,21 @@ func (pl *PDAffinity) poolPlan(ctx context.Context, pod *v1.Pod, m Member, s *pr
 		return result
 	}
 	pl.plans.expireChunks(now)
-	spec, ok := pl.chunkSpec(pod, m, s)
+	spec, own, other, ok := pl.chunkSpec(pod, m, s)
 	if !ok {
 		return nil
 	}
+	mine := spec.Pods[0]
+	spec.Held = pl.plans.holds("")
 	plan, err := pl.domains.PlanUnit(pl.model, spec)
+	// A chunk the cluster cannot hold shrinks, both roles in proportion,
+	// rather than leaving its pods to take holes one by one: a pool whose
+	// decodes took the room its prefills needed pairs nothing.
+	for err != nil && len(own)+len(other) > 1 {
+		own, other = shrinkChunk(own, other)
+		spec.Pods = append(append([]topology.UnitPod{mine}, own...), other...)
+		plan, err = pl.domains.PlanUnit(pl.model, spec)
+	}
 	if err != nil {
 		logger.V(4).Info("No room for a pool chunk", "pod", klog.KObj(pod), "group", m.Group, "pods", len(spec.Pods), "err", err)
 		return nil
@@ -168,7 +193,7 @@ func (pl *PDAffinity) poolPlan(ctx context.Context, pod *v1.Pod, m Member, s *pr
 	pl.plans.seq++
 	key := fmt.Sprintf("%s/pool:%s#%d", pod.Namespace, m.Group, pl.plans.seq)
 	up := pl.plans.get(key)
-	up.plan = plan
+	up.setPlan(plan, spec)
 	up.attempts[me] = 1
 	for _, p := range spec.Pods {
 		pl.plans.chunkOf[p.Name] = key
@@ -195,12 +220,14 @@ func (pl *PDAffinity) forbidBesidePlaced(p *planned, s *preFilterState) {
 
 // chunkSpec is the pod and up to poolChunk of its group's pending pool pods
 // (not bound, not reserved, in no other chunk, for this scheduler), both
-// roles in the proportion they are pending, in queue (name) order.
-func (pl *PDAffinity) chunkSpec(pod *v1.Pod, m Member, s *preFilterState) (topology.UnitSpec, bool) {
-	spec := topology.UnitSpec{RequiredLevel: s.requiredLevel, ForbidSameNode: pl.args.SameNode == config.SameNodeForbid, Usable: pl.src.Fresh()}
+// roles in the proportion they are pending, in queue (name) order: the spec
+// with the pod first, then the others of its role (own) and those of the
+// other role (other).
+func (pl *PDAffinity) chunkSpec(pod *v1.Pod, m Member, s *preFilterState) (spec topology.UnitSpec, own, other []topology.UnitPod, ok bool) {
+	spec = topology.UnitSpec{RequiredLevel: s.requiredLevel, ForbidSameNode: pl.args.SameNode == config.SameNodeForbid, Usable: pl.src.Fresh()}
 	objs, err := pl.handle.SharedInformerFactory().Core().V1().Pods().Informer().GetIndexer().ByIndex(podGroupIndex, podGroupKey(pod.Namespace, m.Group))
 	if err != nil {
-		return spec, false
+		return spec, nil, nil, false
 	}
 	var pending [2][]*v1.Pod
 	placed := false
@@ -224,37 +251,60 @@ func (pl *PDAffinity) chunkSpec(pod *v1.Pod, m Member, s *preFilterState) (topol
 		pending[roleSlot(peer.Role)] = append(pending[roleSlot(peer.Role)], p)
 	}
 	if placed && s.requiredLevel >= 0 {
-		return spec, false
+		return spec, nil, nil, false
 	}
-	mine, other := roleSlot(m.Role), roleSlot(m.Role.opposite())
-	if len(pending[other]) == 0 {
-		return spec, false
+	mineSlot, otherSlot := roleSlot(m.Role), roleSlot(m.Role.opposite())
+	if len(pending[otherSlot]) == 0 {
+		return spec, nil, nil, false
 	}
 	all := len(pending[0]) + len(pending[1]) + 1
 	total := min(poolChunk, all)
 	// The pod's own role gets its pending share of the chunk, the pod
 	// itself included; the other role the rest.
-	share := float64(len(pending[mine])+1) / float64(all)
-	ownN := min(max(int(math.Round(float64(total)*share)), 1), len(pending[mine])+1)
-	otherN := min(max(total-ownN, 1), len(pending[other]))
+	share := float64(len(pending[mineSlot])+1) / float64(all)
+	ownN := min(max(int(math.Round(float64(total)*share)), 1), len(pending[mineSlot])+1)
+	otherN := min(max(total-ownN, 1), len(pending[otherSlot]))
 	for _, list := range pending {
 		sort.Slice(list, func(a, b int) bool { return list[a].Name < list[b].Name })
 	}
 	req, err := pl.src.RequestOf(pod, pl.gpuResource)
 	if err != nil {
-		return spec, false
+		return spec, nil, nil, false
 	}
 	spec.Pods = append(spec.Pods, topology.UnitPod{Name: podKey(pod), Prefill: m.Role == RolePrefill, Request: req})
-	var take [2]int
-	take[mine], take[other] = ownN-1, otherN
-	for slot, n := range take {
+	pick := func(slot, n int) []topology.UnitPod {
+		var out []topology.UnitPod
 		for _, p := range pending[slot][:n] {
 			if req, err := pl.src.RequestOf(p, pl.gpuResource); err == nil {
-				spec.Pods = append(spec.Pods, topology.UnitPod{Name: podKey(p), Prefill: slot == roleSlot(RolePrefill), Request: req})
+				out = append(out, topology.UnitPod{Name: podKey(p), Prefill: slot == roleSlot(RolePrefill), Request: req})
 			}
 		}
+		return out
 	}
-	return spec, len(spec.Pods) > 1
+	own, other = pick(mineSlot, ownN-1), pick(otherSlot, otherN)
+	spec.Pods = append(append(spec.Pods, own...), other...)
+	return spec, own, other, len(other) > 0
+}
+
+// shrinkChunk drops about a quarter of a chunk's pods, the last in queue
+// order, keeping the roles' proportion (the chunk's first pod, not in own,
+// counts for its role) and at least one pod of the other role.
+func shrinkChunk(own, other []topology.UnitPod) ([]topology.UnitPod, []topology.UnitPod) {
+	total := 1 + len(own) + len(other)
+	next := min(total*3/4, total-1)
+	keepOwn := min(max(int(math.Round(float64(next)*float64(1+len(own))/float64(total)))-1, 0), len(own))
+	keepOther := min(max(next-1-keepOwn, 1), len(other))
+	if keepOwn+keepOther == len(own)+len(other) {
+		// Rounding kept everything: drop one of the larger role.
+		if len(own) >= len(other) && keepOwn > 0 {
+			keepOwn--
+		} else if keepOther > 1 {
+			keepOther--
+		} else if keepOwn > 0 {
+			keepOwn--
+		}
+	}
+	return own[:keepOwn], other[:keepOther]
 }
 
 // expireChunks forgets chunks planned longer than chunkTTL ago, oldest
