@@ -29,7 +29,8 @@ nodes:
 `
 
 // startPartlyUsedCluster is startCluster with the other tenant's holder
-// pods created, so that every plugin sees the held GPUs.
+// pods created, so that every plugin sees the held GPUs, and no scheduler
+// yet.
 func startPartlyUsedCluster(t *testing.T) *controlplane.ControlPlane {
 	t.Helper()
 	desc, err := clusterdesc.Parse([]byte(partlyUsed))
@@ -43,9 +44,6 @@ func startPartlyUsedCluster(t *testing.T) *controlplane.ControlPlane {
 	}
 	if err := clusterdesc.CreateHolders(context.Background(), cp.Client, built); err != nil {
 		t.Fatal(err)
-	}
-	if err := cp.StartScheduler(t, controlplane.ShippedSchedulerConfig(), clock.RealClock{}); err != nil {
-		t.Fatalf("starting the scheduler: %v", err)
 	}
 	return cp
 }
@@ -87,6 +85,12 @@ func runStack(t *testing.T, pods []stackPod, strip []string) float64 {
 			}
 		}
 		createPod(t, cp, p.name, 4, withLabels(kv...))
+	}
+	// Every pod exists before the scheduler starts, so that the comparison
+	// is of the grouping alone: a slice with no PodGroup or unit-size label
+	// is sized by the pods that exist when its first pod is planned.
+	if err := cp.StartScheduler(t, controlplane.ShippedSchedulerConfig(), clock.RealClock{}); err != nil {
+		t.Fatalf("starting the scheduler: %v", err)
 	}
 	names := make([]string, len(pods))
 	for i, p := range pods {
