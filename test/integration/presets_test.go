@@ -146,10 +146,17 @@ func comparePlacement(t *testing.T, pods []stackPod, strip []string) {
 // carries llm-d's role and model and the set's name, role and slice. The
 // slice, the finest grouping, is the unit; the model spans every slice.
 func TestLLMDOnLWSPairsWithinTheSlice(t *testing.T) {
+	// Each slice's LeaderWorkerSets are named with a hash, so the pods of
+	// one slice do not sort beside each other: by name, prefills come in
+	// slice order 2, 3, 0, 1 and decodes 1, 3, 0, 2.
+	hashes := map[string][]string{
+		"prefill": {"6c1f", "9a0d", "1b7e", "3e52"},
+		"decode":  {"8d21", "0f4a", "c93b", "5b06"},
+	}
 	pod := func(slice int, role string) stackPod {
 		s := fmt.Sprint(slice)
 		return stackPod{
-			name: fmt.Sprintf("ds-%d-%s-0", slice, role), prefill: role == "prefill", pairWith: s,
+			name: fmt.Sprintf("ds-%s-%s-0", role, hashes[role][slice]), prefill: role == "prefill", pairWith: s,
 			labels: map[string]string{
 				"llm-d.ai/role": role, "llm-d.ai/model": "llama-3-70b", "llm-d.ai/inferenceServing": "true",
 				"disaggregatedset.x-k8s.io/name": "ds", "disaggregatedset.x-k8s.io/role": role,
