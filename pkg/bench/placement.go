@@ -91,8 +91,8 @@ func NodesOf(nodes []clusterdesc.Node) []Node {
 	for _, n := range nodes {
 		node := Node{Name: n.Node.Name, Labels: n.Node.Labels, GPUs: n.GPUCount()}
 		if n.Topology != nil {
-			for _, island := range n.Topology.Status.NVLinkIslands {
-				node.Islands = append(node.Islands, len(island.GPUs))
+			for _, island := range n.Topology.Status.Islands() {
+				node.Islands = append(node.Islands, len(island))
 			}
 		}
 		if held := n.Held(); len(held) > 0 {

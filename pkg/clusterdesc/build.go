@@ -127,10 +127,6 @@ func (g NodeGroup) topologyStatus(name string, s shape, nvlinkDomain string, hea
 			gpu.Fabric = &topologyv1alpha1.GPUFabric{ClusterUUID: nvlinkDomain, CliqueID: 1, State: topologyv1alpha1.FabricCompleted, Status: "Success"}
 		}
 		st.GPUs = append(st.GPUs, gpu)
-		if i%s.islandSize == 0 {
-			st.NVLinkIslands = append(st.NVLinkIslands, topologyv1alpha1.NVLinkIsland{ID: int32(island)})
-		}
-		st.NVLinkIslands[island].GPUs = append(st.NVLinkIslands[island].GPUs, int32(i))
 	}
 	for n := 0; n < s.nics; n++ {
 		nic := fmt.Sprintf("mlx5_%d", n)

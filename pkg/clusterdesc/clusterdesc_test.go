@@ -117,23 +117,13 @@ func TestBuild(t *testing.T) {
 			require.Equal(t, want.spine, st.Spine)
 			require.Equal(t, want.gpuDirect, st.GPUDirectRDMA.Ready)
 
-			// Every GPU is in exactly one island, the one its Island names.
-			islandOf := map[int32]int32{}
-			for _, island := range st.NVLinkIslands {
-				require.NotEmpty(t, island.GPUs)
-				for _, g := range island.GPUs {
-					prev, dup := islandOf[g]
-					require.False(t, dup, "GPU %d is in islands %d and %d", g, prev, island.ID)
-					islandOf[g] = island.ID
-				}
-			}
-			require.Len(t, islandOf, len(st.GPUs))
+			// A GPU's peers are the other GPUs of its island.
 			uuids := map[string]bool{}
 			for i, g := range st.GPUs {
 				require.Equal(t, int32(i), g.Index)
-				island, ok := islandOf[g.Index]
-				require.True(t, ok, "GPU %d is in no island", g.Index)
-				require.Equal(t, island, g.Island)
+				for _, p := range g.NVLinkPeers {
+					require.Equal(t, g.Island, st.GPUs[p].Island, "GPU %d peers with GPU %d of another island", g.Index, p)
+				}
 				require.False(t, uuids[g.UUID], "duplicate UUID %s", g.UUID)
 				uuids[g.UUID] = true
 				require.NotContains(t, g.NVLinkPeers, g.Index, "a GPU is not its own peer")
@@ -189,11 +179,7 @@ func TestBuildIslands(t *testing.T) {
 			nodes := c.Build(time.Now())
 			require.Len(t, nodes, 1)
 			require.NotNil(t, nodes[0].Topology)
-			var got [][]int32
-			for _, island := range nodes[0].Topology.Status.NVLinkIslands {
-				got = append(got, island.GPUs)
-			}
-			require.Equal(t, tt.wantIslands, got)
+			require.Equal(t, tt.wantIslands, nodes[0].Topology.Status.Islands())
 		})
 	}
 }

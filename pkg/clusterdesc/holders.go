@@ -42,12 +42,8 @@ func (n *Node) GPUCount() int {
 // its NodeTopology reports them. A node without a NodeTopology is one island
 // of all its GPUs: nothing says how they are linked.
 func (n *Node) Islands() [][]int32 {
-	if n.Topology != nil && len(n.Topology.Status.NVLinkIslands) > 0 {
-		out := make([][]int32, 0, len(n.Topology.Status.NVLinkIslands))
-		for _, island := range n.Topology.Status.NVLinkIslands {
-			out = append(out, slices.Clone(island.GPUs))
-		}
-		return out
+	if n.Topology != nil && len(n.Topology.Status.GPUs) > 0 {
+		return n.Topology.Status.Islands()
 	}
 	all := make([]int32, n.GPUCount())
 	for i := range all {

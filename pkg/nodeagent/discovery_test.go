@@ -67,8 +67,8 @@ func TestDiscoverHGXH100(t *testing.T) {
 	if st.GPUCount != 8 || len(st.GPUs) != 8 || st.NICCount != 8 || len(st.NICs) != 8 {
 		t.Fatalf("counts: gpus %d/%d nics %d/%d, want 8", st.GPUCount, len(st.GPUs), st.NICCount, len(st.NICs))
 	}
-	if len(st.NVLinkIslands) != 1 || len(st.NVLinkIslands[0].GPUs) != 8 {
-		t.Errorf("islands = %+v, want one island of 8 GPUs behind the NVSwitches", st.NVLinkIslands)
+	if islands := st.Islands(); len(islands) != 1 || len(islands[0]) != 8 {
+		t.Errorf("islands = %+v, want one island of 8 GPUs behind the NVSwitches", islands)
 	}
 	g3 := st.GPUs[3]
 	if g3.PCIBusID != "0000:43:00.0" || g3.NUMANode != 0 || len(g3.NVLinkPeers) != 7 || len(g3.NVLinks) != 18 || g3.NVLinks[0].RemoteType != v1alpha1.NVLinkRemoteNVSwitch {
@@ -122,8 +122,8 @@ func TestDiscoverPCIeServer(t *testing.T) {
 	m := build(t, fixtures.PCIeServer())
 	d := discoverer(m).Discover(context.Background(), leaf.Node{Name: m.Spec.Hostname})
 	st := d.Status(nil, time.Unix(1000, 0))
-	if len(st.NVLinkIslands) != 2 || fmt.Sprint(st.NVLinkIslands[0].GPUs, st.NVLinkIslands[1].GPUs) != "[0 1] [2 3]" {
-		t.Errorf("islands = %+v, want the two NVLink-bridge pairs", st.NVLinkIslands)
+	if len(st.Islands()) != 2 || fmt.Sprint(st.Islands()[0], st.Islands()[1]) != "[0 1] [2 3]" {
+		t.Errorf("islands = %+v, want the two NVLink-bridge pairs", st.Islands())
 	}
 	levels := map[string]v1alpha1.PCIeLevel{}
 	for _, p := range st.PCIePaths {
@@ -170,8 +170,8 @@ func TestDiscoverGB200Tray(t *testing.T) {
 	if want := fmt.Sprintf("%s.%d", fixtures.GB200ClusterUUID, fixtures.GB200CliqueID); st.NVLinkDomain != want {
 		t.Errorf("NVLink domain %q, want %q", st.NVLinkDomain, want)
 	}
-	if st.GPUCount != 4 || st.NICCount != 4 || len(st.NVLinkIslands) != 1 {
-		t.Errorf("gpus %d nics %d islands %+v", st.GPUCount, st.NICCount, st.NVLinkIslands)
+	if st.GPUCount != 4 || st.NICCount != 4 || len(st.Islands()) != 1 {
+		t.Errorf("gpus %d nics %d islands %+v", st.GPUCount, st.NICCount, st.Islands())
 	}
 	if f := st.GPUs[2].Fabric; f == nil || f.State != v1alpha1.FabricCompleted || f.CliqueID != fixtures.GB200CliqueID {
 		t.Errorf("GPU 2 fabric = %+v", f)
@@ -215,8 +215,8 @@ func TestDiscoverLostGPU(t *testing.T) {
 	m := build(t, fixtures.HGXH100())
 	m.NVML.SetDeviceError(6, gpu.ErrGPULost)
 	st := discoverer(m).Discover(context.Background(), hgxNode(m)).Status(nil, time.Unix(1000, 0))
-	if st.GPUCount != 7 || len(st.NVLinkIslands) != 1 || len(st.NVLinkIslands[0].GPUs) != 7 {
-		t.Errorf("gpus %d islands %+v", st.GPUCount, st.NVLinkIslands)
+	if st.GPUCount != 7 || len(st.Islands()) != 1 || len(st.Islands()[0]) != 7 {
+		t.Errorf("gpus %d islands %+v", st.GPUCount, st.Islands())
 	}
 	if got := conditionOf(st, ConditionGPUsDiscovered); got != "False/GPULost" {
 		t.Errorf("GPUsDiscovered = %s", got)

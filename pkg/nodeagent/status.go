@@ -39,13 +39,6 @@ func (d *Discovery) Status(prev []metav1.Condition, now time.Time) v1alpha1.Node
 		}
 		st.GPUs = append(st.GPUs, apiGPU(g))
 	}
-	for id, members := range d.GPUs.Islands {
-		isl := v1alpha1.NVLinkIsland{ID: int32(id)}
-		for _, m := range members {
-			isl.GPUs = append(isl.GPUs, int32(m))
-		}
-		st.NVLinkIslands = append(st.NVLinkIslands, isl)
-	}
 	for _, n := range d.NICs {
 		if len(st.NICs) == v1alpha1.MaxNICs {
 			break

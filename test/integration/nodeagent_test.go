@@ -230,8 +230,8 @@ func TestNodeAgentPublishesAndOnlyWritesChanges(t *testing.T) {
 	}
 	nt := get()
 	st := nt.Status
-	if st.GPUCount != 8 || st.NICCount != 8 || len(st.NVLinkIslands) != 1 || len(st.NVLinkIslands[0].GPUs) != 8 {
-		t.Errorf("gpus %d nics %d islands %+v", st.GPUCount, st.NICCount, st.NVLinkIslands)
+	if islands := st.Islands(); st.GPUCount != 8 || st.NICCount != 8 || len(islands) != 1 || len(islands[0]) != 8 {
+		t.Errorf("gpus %d nics %d islands %+v", st.GPUCount, st.NICCount, islands)
 	}
 	for _, p := range st.PCIePaths {
 		if (p.NIC == fmt.Sprintf("mlx5_%d", p.GPU)) != (p.Level == v1alpha1.PCIeLevelPIX) {

@@ -50,18 +50,9 @@ func TestNodeTopologyCRDRejectsContradictions(t *testing.T) {
 		{name: "a peer on another island", node: "nvl", mutate: func(s *topologyv1alpha1.NodeTopologyStatus) {
 			s.GPUs[0].NVLinkPeers = append(s.GPUs[0].NVLinkPeers, otherIslandGPU(s, 0))
 		}, want: "nvlinkPeers must name GPUs of this node on the GPU's own island"},
-		{name: "a GPU in two islands", node: "nvl", mutate: func(s *topologyv1alpha1.NodeTopologyStatus) {
-			s.NVLinkIslands[1].GPUs = append(s.NVLinkIslands[1].GPUs, s.NVLinkIslands[0].GPUs[0])
-		}, want: "each GPU of an nvlinkIslands entry must be in status.gpus with that island"},
-		{name: "nvlinkIslands disagreeing with a GPU's island", node: "nvl", mutate: func(s *topologyv1alpha1.NodeTopologyStatus) {
-			for i := range s.GPUs {
-				s.GPUs[i].NVLinkPeers = nil
-			}
+		{name: "a GPU moved off the island of its peers", node: "nvl", mutate: func(s *topologyv1alpha1.NodeTopologyStatus) {
 			s.GPUs[0].Island = s.GPUs[2].Island
-		}, want: "each GPU must be listed in the nvlinkIslands entry of its island"},
-		{name: "an island naming an unknown GPU", node: "hgx", mutate: func(s *topologyv1alpha1.NodeTopologyStatus) {
-			s.NVLinkIslands[0].GPUs = append(s.NVLinkIslands[0].GPUs, 42)
-		}, want: "each GPU of an nvlinkIslands entry must be in status.gpus"},
+		}, want: "nvlinkPeers must name GPUs of this node on the GPU's own island"},
 		{name: "GPUDirect ready with a failed check", node: "hgx", mutate: func(s *topologyv1alpha1.NodeTopologyStatus) {
 			s.GPUDirectRDMA.Ready = true
 			s.GPUDirectRDMA.Checks = append(s.GPUDirectRDMA.Checks, topologyv1alpha1.GPUDirectCheck{Name: "acs-redirect", Result: topologyv1alpha1.CheckFail, Reason: "RedirectEnabled"})

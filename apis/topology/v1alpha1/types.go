@@ -53,8 +53,6 @@ const (
 // +kubebuilder:validation:XValidation:rule="self.nicCount == (has(self.nics) ? size(self.nics) : 0)",message="nicCount must equal the number of nics"
 // +kubebuilder:validation:XValidation:rule="!has(self.gpus) || self.gpus.all(g, self.gpus.exists_one(h, h.uuid == g.uuid))",message="each GPU's uuid must be unique"
 // +kubebuilder:validation:XValidation:rule="!has(self.gpus) || self.gpus.all(g, !has(g.nvlinkPeers) || g.nvlinkPeers.all(p, self.gpus.exists(h, h.index == p && h.island == g.island)))",message="nvlinkPeers must name GPUs of this node on the GPU's own island"
-// +kubebuilder:validation:XValidation:rule="!has(self.nvlinkIslands) || self.nvlinkIslands.all(i, i.gpus.all(x, has(self.gpus) && self.gpus.exists(g, g.index == x && g.island == i.id)))",message="each GPU of an nvlinkIslands entry must be in status.gpus with that island (so in one island only)"
-// +kubebuilder:validation:XValidation:rule="!has(self.nvlinkIslands) || !has(self.gpus) || self.gpus.all(g, self.nvlinkIslands.exists(i, i.id == g.island && g.index in i.gpus))",message="each GPU must be listed in the nvlinkIslands entry of its island"
 // +kubebuilder:validation:XValidation:rule="!has(self.gpuDirectRDMA) || !has(self.gpuDirectRDMA.gpus) || self.gpuDirectRDMA.gpus.all(r, has(self.gpus) && self.gpus.exists(g, g.index == r.gpu))",message="each gpuDirectRDMA.gpus entry must name a GPU in status.gpus"
 // +kubebuilder:validation:XValidation:rule="!has(self.gpuDirectRDMA) || !has(self.gpuDirectRDMA.gpus) || self.gpuDirectRDMA.gpus.all(r, !has(r.nics) || r.nics.all(n, has(self.nics) && self.nics.exists(x, x.name == n)))",message="each NIC of a gpuDirectRDMA.gpus entry must be in status.nics"
 type NodeTopologyStatus struct {
@@ -74,15 +72,6 @@ type NodeTopologyStatus struct {
 	// +listMapKey=index
 	// +kubebuilder:validation:MaxItems=64
 	GPUs []GPU `json:"gpus,omitempty"`
-
-	// NVLinkIslands partitions the GPUs into sets joined by NVLink: all GPUs
-	// behind one NVSwitch, the pairs of an NVL bridge board, or a single GPU
-	// with no NVLink.
-	// +optional
-	// +listType=map
-	// +listMapKey=id
-	// +kubebuilder:validation:MaxItems=64
-	NVLinkIslands []NVLinkIsland `json:"nvlinkIslands,omitempty"`
 
 	// NICs are the node's RDMA-capable network devices.
 	// +optional
@@ -222,7 +211,11 @@ type GPU struct {
 	// +kubebuilder:validation:MaxItems=64
 	NVLinkPeers []int32 `json:"nvlinkPeers,omitempty"`
 
-	// Island is the id of the NVLink island this GPU belongs to.
+	// Island is the id of the NVLink island this GPU belongs to: the GPUs
+	// joined by NVLink with P2P (all GPUs behind one NVSwitch, the pairs of
+	// an NVL bridge board, or a single GPU with no NVLink), the connected
+	// set of nvlinkPeers. It is the one place an island's membership is
+	// published.
 	// +kubebuilder:validation:Minimum=0
 	Island int32 `json:"island"`
 
@@ -290,17 +283,6 @@ type GPUFabric struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
 	Status string `json:"status,omitempty"`
-}
-
-// NVLinkIsland is a set of GPUs joined by NVLink.
-type NVLinkIsland struct {
-	// +kubebuilder:validation:Minimum=0
-	ID int32 `json:"id"`
-	// GPUs are the indexes of the island's GPUs.
-	// +listType=set
-	// +kubebuilder:validation:MinItems=1
-	// +kubebuilder:validation:MaxItems=64
-	GPUs []int32 `json:"gpus"`
 }
 
 // LinkLayer is the RDMA link layer of a NIC port: InfiniBand, RoCE, or AWS's

@@ -80,28 +80,5 @@ func contradiction(st *topologyv1alpha1.NodeTopologyStatus) error {
 			}
 		}
 	}
-	if len(st.NVLinkIslands) == 0 {
-		return nil
-	}
-	listed := make(map[int32]int32, len(st.GPUs))
-	for i, isl := range st.NVLinkIslands {
-		for _, idx := range isl.GPUs {
-			own, ok := island[idx]
-			switch other, twice := listed[idx]; {
-			case !ok:
-				return fmt.Errorf("status.nvlinkIslands[%d]: GPU %d is not in status.gpus", i, idx)
-			case twice:
-				return fmt.Errorf("status.nvlinkIslands[%d]: GPU %d is also in island %d", i, idx, other)
-			case own != isl.ID:
-				return fmt.Errorf("status.nvlinkIslands[%d]: GPU %d is in island %d, but its status.gpus entry says island %d", i, idx, isl.ID, own)
-			}
-			listed[idx] = isl.ID
-		}
-	}
-	for i, g := range st.GPUs {
-		if _, ok := listed[g.Index]; !ok {
-			return fmt.Errorf("status.gpus[%d]: GPU %d is in no status.nvlinkIslands entry", i, g.Index)
-		}
-	}
 	return nil
 }
