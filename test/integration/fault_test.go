@@ -21,18 +21,11 @@ import (
 // last decode fits no node) never has a pod bound; every other unit ends
 // whole; no node is given more GPUs than it has.
 func TestSchedulerStoppedAtRandomPointsLeavesNoHalfPlacedUnit(t *testing.T) {
-	desc, err := clusterdesc.Parse([]byte(`
+	cp := createCluster(t, `
 nodes:
 - {name: gpu, count: 7, shape: hgx-h100, zone: z1, spine: s1, leaf: l1}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp := controlplane.StartControlPlane(t)
+`)
 	ctx := context.Background()
-	if err := clusterdesc.Create(ctx, cp.Client, cp.Tandem, desc.Build(time.Now())); err != nil {
-		t.Fatal(err)
-	}
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewSource(seed))
 	t.Logf("seed %d", seed)

@@ -28,6 +28,17 @@ const (
 // it, and runs the tandem scheduler from the shipped configuration.
 func startCluster(t *testing.T, description string) *controlplane.ControlPlane {
 	t.Helper()
+	cp := createCluster(t, description)
+	if err := cp.StartScheduler(t, controlplane.ShippedSchedulerConfig(), clock.RealClock{}); err != nil {
+		t.Fatalf("starting the scheduler: %v", err)
+	}
+	return cp
+}
+
+// createCluster is startCluster without a scheduler: the nodes and their
+// NodeTopology objects, for tests that start and stop schedulers themselves.
+func createCluster(t *testing.T, description string) *controlplane.ControlPlane {
+	t.Helper()
 	desc, err := clusterdesc.Parse([]byte(description))
 	if err != nil {
 		t.Fatal(err)
@@ -35,9 +46,6 @@ func startCluster(t *testing.T, description string) *controlplane.ControlPlane {
 	cp := controlplane.StartControlPlane(t)
 	if err := clusterdesc.Create(context.Background(), cp.Client, cp.Tandem, desc.Build(time.Now())); err != nil {
 		t.Fatal(err)
-	}
-	if err := cp.StartScheduler(t, controlplane.ShippedSchedulerConfig(), clock.RealClock{}); err != nil {
-		t.Fatalf("starting the scheduler: %v", err)
 	}
 	return cp
 }

@@ -153,25 +153,8 @@ func TestNodeAgentPublishesAndOnlyWritesChanges(t *testing.T) {
 		HeartbeatInterval: heartbeat,
 		OnSync:            func(_ nodeagent.Writes, err error) { syncs <- err },
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- agent.Run(runCtx) }()
-	defer func() {
-		stop()
-		<-done
-	}()
+	waitSync, stopAgent := runAgent(t, ctx, agent, syncs)
 
-	waitSync := func() {
-		t.Helper()
-		select {
-		case err := <-syncs:
-			if err != nil {
-				t.Fatalf("sync: %v", err)
-			}
-		case <-time.After(waitTimeout):
-			t.Fatal("no sync")
-		}
-	}
 	// next advances the fake clock by one resync period and waits for the
 	// sync, and for the heartbeat when one is due.
 	elapsed := time.Duration(0)
@@ -350,11 +333,9 @@ func TestNodeAgentPublishesAndOnlyWritesChanges(t *testing.T) {
 
 	// SIGTERM: the agent stops and leaves everything in place.
 	before := get()
-	stop()
-	if err := <-done; err != nil {
+	if err := stopAgent(); err != nil {
 		t.Errorf("Run returned %v", err)
 	}
-	done <- nil // for the deferred receive
 	after := get()
 	if after.ResourceVersion != before.ResourceVersion || getNode().Labels[topology.LabelLeaf] != "leaf-07" {
 		t.Error("stopping the agent changed what it had published")
@@ -410,24 +391,7 @@ func TestNodeAgentHealthAndMetrics(t *testing.T) {
 		Recorder:          broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: "tandem-agent", Host: nodeName}),
 		OnSync:            func(_ nodeagent.Writes, err error) { syncs <- err },
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- agent.Run(runCtx) }()
-	defer func() {
-		stop()
-		<-done
-	}()
-	waitSync := func() {
-		t.Helper()
-		select {
-		case err := <-syncs:
-			if err != nil {
-				t.Fatalf("sync: %v", err)
-			}
-		case <-time.After(waitTimeout):
-			t.Fatal("no sync")
-		}
-	}
+	waitSync, _ := runAgent(t, ctx, agent, syncs)
 	fetch := func(path string) (int, string) {
 		t.Helper()
 		resp, err := http.Get(srv.URL + path)
@@ -564,4 +528,37 @@ func findCondition(cs []metav1.Condition, t string) *metav1.Condition {
 		}
 	}
 	return nil
+}
+
+// runAgent runs the agent until the test ends or stop is called. waitSync
+// waits for its next sync (reported on syncs by its OnSync) and fails the
+// test on a sync error or none within waitTimeout; stop cancels the agent
+// as SIGTERM does and returns what Run returned.
+func runAgent(t *testing.T, ctx context.Context, agent *nodeagent.Agent, syncs <-chan error) (waitSync func(), stop func() error) {
+	t.Helper()
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- agent.Run(runCtx) }()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			runErr = <-done
+		})
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	waitSync = func() {
+		t.Helper()
+		select {
+		case err := <-syncs:
+			if err != nil {
+				t.Fatalf("sync: %v", err)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatal("no sync")
+		}
+	}
+	return waitSync, stop
 }

@@ -12,7 +12,6 @@ import (
 
 	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
 	"github.com/tandem-sched/tandem/internal/controlplane"
-	"github.com/tandem-sched/tandem/pkg/clusterdesc"
 	"github.com/tandem-sched/tandem/pkg/plugins/pdaffinity"
 	"github.com/tandem-sched/tandem/pkg/topology"
 )
@@ -170,18 +169,11 @@ nodes:
 }
 
 func TestSchedulerRestartMidUnitLeavesNoHalfPlacedUnit(t *testing.T) {
-	desc, err := clusterdesc.Parse([]byte(`
+	cp := createCluster(t, `
 nodes:
 - {name: gpu, count: 4, shape: hgx-h100, zone: z1, spine: s1, leaf: l1}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp := controlplane.StartControlPlane(t)
+`)
 	ctx := context.Background()
-	if err := clusterdesc.Create(ctx, cp.Client, cp.Tandem, desc.Build(time.Now())); err != nil {
-		t.Fatal(err)
-	}
 	stop, err := cp.StartStoppableScheduler(t, controlplane.ShippedSchedulerConfig(), clock.RealClock{}, controlplane.SchedulerOptions{})
 	if err != nil {
 		t.Fatal(err)
