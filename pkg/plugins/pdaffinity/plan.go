@@ -96,13 +96,14 @@ func (u *unitPlans) holds(except string) []topology.UnitPod {
 	return out
 }
 
-// poolHolds counts a pool's pods of one role that its chunks planned and
-// nobody has reserved yet. Callers hold mu.
+// poolHolds counts a pool's pods of one role that its live chunks planned
+// and nobody has reserved yet. Callers hold mu.
 func (u *unitPlans) poolHolds(namespace, group string, prefill bool) int {
 	prefix := namespace + "/pool:" + group + "#"
 	n := 0
-	for key, up := range u.byUnit {
-		if !strings.HasPrefix(key, prefix) || up.plan == nil {
+	for _, c := range u.chunks {
+		up := u.byUnit[c.key]
+		if !strings.HasPrefix(c.key, prefix) || up == nil || up.plan == nil {
 			continue
 		}
 		for name := range up.plan.Nodes {
