@@ -35,6 +35,10 @@ type Port struct {
 	// Driver is the PCI driver bound to the device (mlx5_core, efa), or ""
 	// when sysfs does not say.
 	Driver string
+	// DataDirectBDF is the PCI address of the NIC's Data Direct DMA
+	// function (ConnectX-8 on Grace trays), through which its DMA reaches
+	// GPU memory; "" when the NIC has none (see datadirect.go).
+	DataDirectBDF string
 }
 
 // DriverEFA is AWS's Elastic Fabric Adapter driver. Its ports report no
@@ -42,7 +46,8 @@ type Port struct {
 const DriverEFA = "efa"
 
 // Discover lists every RDMA port under root/class/infiniband that sits on a
-// PCI device (software devices such as rxe are skipped). The error joins one
+// PCI device (software devices such as rxe are skipped), each with its Data
+// Direct function when it has one. The error joins one
 // error per unreadable or malformed file, each naming it; ports are returned
 // with what could be read, and a port whose device cannot be placed on the
 // PCI bus is left out.
@@ -81,6 +86,9 @@ func Discover(root string) ([]Port, error) {
 		ports = append(ports, devPorts...)
 	}
 	slices.SortFunc(ports, func(a, b Port) int { return strings.Compare(a.Name, b.Name) })
+	if err := attachDataDirect(root, ports); err != nil {
+		errs = append(errs, err)
+	}
 	return ports, errors.Join(errs...)
 }
 

@@ -87,3 +87,27 @@ func TestDiscoverNoRDMA(t *testing.T) {
 		t.Errorf("Discover on a node without RDMA = %v, %v", ports, err)
 	}
 }
+
+func TestParseVPDKeyword(t *testing.T) {
+	// Identifier "CX8", a VPD-W section holding a V3 that must not count,
+	// then VPD-R with SN and V3, then the end tag.
+	vpd := []byte{0x82, 0x03, 0x00, 'C', 'X', '8',
+		0x91, 0x05, 0x00, 'V', '3', 0x02, 'n', 'o',
+		0x90, 0x0e, 0x00, 'S', 'N', 0x02, 'M', 'T', 'V', '3', 0x06, '5', 'e', '0', 'c', ' ', ' ',
+		0x78}
+	if v, ok, err := rdma.ParseVPDKeyword(vpd, "V3"); v != "5e0c" || !ok || err != nil {
+		t.Errorf("V3 = %q, %v, %v", v, ok, err)
+	}
+	if v, ok, err := rdma.ParseVPDKeyword(vpd, "PN"); v != "" || ok || err != nil {
+		t.Errorf("PN = %q, %v, %v", v, ok, err)
+	}
+	for _, bad := range [][]byte{
+		{0x82, 0x10, 0x00, 'C'},
+		{0x90, 0x04, 0x00, 'V', '3', 0x09, 'x'},
+		{0x82},
+	} {
+		if _, _, err := rdma.ParseVPDKeyword(bad, "V3"); err == nil {
+			t.Errorf("ParseVPDKeyword(%x): no error", bad)
+		}
+	}
+}
