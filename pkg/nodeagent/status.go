@@ -44,7 +44,7 @@ func (d *Discovery) Status(prev []metav1.Condition, now time.Time) v1alpha1.Node
 			break
 		}
 		nic := v1alpha1.NIC{
-			Name: n.Name, Port: int32(n.Port.Port), PCIBusID: n.PCIBusID, LinkLayer: n.LinkLayer,
+			Name: n.Name, Port: int32(n.Port.Port), PCIBusID: n.PCIBusID, DataDirectPCIBusID: n.DataDirectBDF, LinkLayer: n.LinkLayer,
 			State: n.State, RateGbps: int32(n.RateGbps), NUMANode: int32(n.NUMANode), NodeGUID: n.NodeGUID,
 			Leaf: n.Leaf.Leaf, LeafSource: n.Leaf.Source, Rail: int32(n.Rail),
 		}

@@ -334,6 +334,13 @@ type NIC struct {
 	// PCIBusID in sysfs form.
 	// +kubebuilder:validation:Pattern=`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`
 	PCIBusID string `json:"pciBusID"`
+	// DataDirectPCIBusID is the NIC's Data Direct DMA function (ConnectX-8
+	// on Grace trays), a second PCI function beside the GPU through which
+	// the NIC's DMA reaches GPU memory; the PCIe paths of this NIC are
+	// measured from it. Empty when the NIC has none.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`
+	DataDirectPCIBusID string `json:"dataDirectPCIBusID,omitempty"`
 	// NetDev is the network interface bound to the port, if any.
 	// +optional
 	// +kubebuilder:validation:MaxLength=15
