@@ -252,6 +252,24 @@ func PathBridges(a, b Device) []string {
 	return out
 }
 
+// TurnPorts returns the ports where the path between a and b turns: below
+// their deepest shared bridge (or the shared root complex), the bridge on
+// a's side and the one on b's side, "" for a side that hangs directly below
+// it. Devices under different host bridges share no port.
+func TurnPorts(a, b Device) (aPort, bPort string) {
+	if a.HostBridge != b.HostBridge {
+		return "", ""
+	}
+	common := commonPrefix(a.Bridges, b.Bridges)
+	if common < len(a.Bridges) {
+		aPort = a.Bridges[common]
+	}
+	if common < len(b.Bridges) {
+		bPort = b.Bridges[common]
+	}
+	return aPort, bPort
+}
+
 func commonPrefix(a, b []string) int {
 	n := 0
 	for n < len(a) && n < len(b) && a[n] == b[n] {

@@ -157,3 +157,19 @@ func TestConfigSpaceReadWrite(t *testing.T) {
 		t.Errorf("missing config file: %v", err)
 	}
 }
+
+func TestTurnPorts(t *testing.T) {
+	gpu := pci.Device{HostBridge: "pci0008:00", Bridges: []string{"rp", "usp", "dsp1", "usp2", "dsp2"}}
+	dd := pci.Device{HostBridge: "pci0008:00", Bridges: []string{"rp", "usp", "dsp0"}}
+	if g, d := pci.TurnPorts(gpu, dd); g != "dsp1" || d != "dsp0" {
+		t.Errorf("TurnPorts = %q, %q", g, d)
+	}
+	below := pci.Device{HostBridge: "pci0008:00", Bridges: []string{"rp", "usp"}}
+	if g, d := pci.TurnPorts(gpu, below); g != "dsp1" || d != "" {
+		t.Errorf("TurnPorts to a device below the shared bridge = %q, %q", g, d)
+	}
+	other := pci.Device{HostBridge: "pci0009:00", Bridges: []string{"rp", "usp", "dsp0"}}
+	if g, d := pci.TurnPorts(gpu, other); g != "" || d != "" {
+		t.Errorf("TurnPorts across host bridges = %q, %q", g, d)
+	}
+}
