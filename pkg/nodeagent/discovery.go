@@ -163,8 +163,26 @@ func (d *Discoverer) placeDevices(out *Discovery) {
 	}
 	for _, n := range out.NICs {
 		place(n.PCIBusID)
+		if n.DataDirectBDF != "" {
+			place(n.DataDirectBDF)
+		}
 	}
 	out.PCIErr = errors.Join(errs...)
+}
+
+// dmaBDF is the PCI function through which NIC n's DMA reaches GPU memory,
+// and so the one its PCIe paths are measured from: its Data Direct function
+// when it has one that sysfs places, else its main function. This is the
+// path NCCL uses by default (NCCL_IB_DATA_DIRECT=1 exposes only the Data
+// Direct side of such a NIC, with the Data Direct function's sysfs path; see
+// pkg/nodeagent/rdma/datadirect.go).
+func dmaBDF(out *Discovery, n NIC) string {
+	if n.DataDirectBDF != "" {
+		if _, ok := out.PCI[n.DataDirectBDF]; ok {
+			return n.DataDirectBDF
+		}
+	}
+	return n.PCIBusID
 }
 
 // levelDevice is the device Level is computed on: the NCCL topology file's
@@ -190,7 +208,7 @@ func (d *Discoverer) computePaths(out *Discovery) {
 		best, bestRank := "", 99
 		var near []string
 		for _, n := range out.NICs {
-			ndev, ok := d.levelDevice(out, n.PCIBusID)
+			ndev, ok := d.levelDevice(out, dmaBDF(out, n))
 			if !ok {
 				continue
 			}
@@ -307,10 +325,14 @@ func (d *Discoverer) gpuDirectInput(out *Discovery) gpudirect.Input {
 		glevel, _ := d.levelDevice(out, g.PCIBusID)
 		for _, name := range out.GPUNICs[g.Index] {
 			n := nics[name]
-			nlevel, _ := d.levelDevice(out, n.PCIBusID)
+			dma := dmaBDF(out, n)
+			nlevel, _ := d.levelDevice(out, dma)
+			gpuPort, dmaPort := pci.TurnPorts(out.PCI[g.PCIBusID], out.PCI[dma])
 			in.Pairs = append(in.Pairs, gpudirect.Pair{
 				GPU: g.Index, GPUBDF: g.PCIBusID, NIC: name, NICBDF: n.PCIBusID, NICState: n.State,
-				Level: pci.Level(glevel, nlevel), Bridges: pci.PathBridges(out.PCI[g.PCIBusID], out.PCI[n.PCIBusID]),
+				DMABDF: dma, DataDirect: dma != n.PCIBusID,
+				Level: pci.Level(glevel, nlevel), Bridges: pci.PathBridges(out.PCI[g.PCIBusID], out.PCI[dma]),
+				GPUPort: gpuPort, DMAPort: dmaPort,
 			})
 		}
 	}

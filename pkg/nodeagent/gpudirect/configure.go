@@ -26,7 +26,8 @@ type Change struct {
 
 // Configure loads nvidia-peermem when dma-buf is not available, and clears
 // ACS P2P request and completion redirect on exactly the bridges between
-// GPUs and their NICs, but only where no IOMMU translates their DMA (none,
+// GPUs and their NICs (on a Data Direct path, only the bit RedirectMasks
+// names on each of its two turning ports), but only where no IOMMU translates their DMA (none,
 // or passthrough): with translation, ACS is what keeps devices apart under
 // the IOMMU, and GPUDirect RDMA works through ATS instead, so the bits are
 // left alone. It logs every change and returns them; the caller runs the
@@ -45,7 +46,8 @@ func (c Configurator) Configure(ctx context.Context, in Input, before Result) ([
 			changes = append(changes, Change{What: "loaded nvidia-peermem"})
 		}
 	}
-	bridges := PairBridges(in)
+	masks := RedirectMasks(in)
+	bridges := sortedKeys(masks)
 	if iommu := before.check(CheckIOMMU); iommu.Result != v1alpha1.CheckPass || (iommu.Reason != reasonIOMMUDisabled && iommu.Reason != reasonIOMMUPassthrough) {
 		if before.check(CheckACS).Result == v1alpha1.CheckFail {
 			logger.Info("Leaving ACS redirect in place: the IOMMU translates DMA (or its mode is unknown), and ACS is what isolates devices under it", "iommu", iommu.Reason)
@@ -58,11 +60,11 @@ func (c Configurator) Configure(ctx context.Context, in Input, before Result) ([
 			errs = append(errs, err)
 			continue
 		}
-		if !acs.Present || !acs.Redirects() {
+		if !acs.Present || acs.Control&masks[b] == 0 {
 			continue
 		}
 		// Read the register again right before writing it, so the write
-		// changes only the two redirect bits.
+		// changes only the redirect bits that stop the pairs' traffic.
 		cfg, err := c.Config.ReadConfig(b)
 		if err != nil {
 			errs = append(errs, err)
@@ -73,7 +75,7 @@ func (c Configurator) Configure(ctx context.Context, in Input, before Result) ([
 			errs = append(errs, fmt.Errorf("PCI device %s: ACS capability vanished: %v", b, err))
 			continue
 		}
-		next := cur.Control &^ pci.ACSRedirectBits
+		next := cur.Control &^ masks[b]
 		if err := c.Config.WriteConfig16(b, cur.ControlOffset(), next); err != nil {
 			errs = append(errs, fmt.Errorf("clearing ACS redirect on %s: %w", b, err))
 			continue

@@ -38,9 +38,26 @@ type Pair struct {
 	NIC      string
 	NICBDF   string
 	NICState v1alpha1.PortState
-	Level    v1alpha1.PCIeLevel
-	// Bridges are the PCI bridges between the two.
+	// DMABDF is the PCI function whose DMA reaches the GPU's memory: the
+	// NIC's Data Direct function when DataDirect, else NICBDF. Level,
+	// Bridges and the IOMMU and ATS checks are about this function.
+	DMABDF     string
+	DataDirect bool
+	Level      v1alpha1.PCIeLevel
+	// Bridges are the PCI bridges between the GPU and DMABDF.
 	Bridges []string
+	// GPUPort and DMAPort are, when the two share a switch or root
+	// complex, its ports the path enters from the GPU's side and from the
+	// DMA function's side: where ACS P2P redirect acts on their traffic.
+	GPUPort, DMAPort string
+}
+
+// dmaBDF is the function the pair's DMA comes from (NICBDF when unset).
+func (p Pair) dmaBDF() string {
+	if p.DMABDF != "" {
+		return p.DMABDF
+	}
+	return p.NICBDF
 }
 
 // Input is what the checks look at.
@@ -435,14 +452,44 @@ func (c Checker) pciePath(in Input) v1alpha1.GPUDirectCheck {
 	return pass(CheckPCIePath, "NICNearGPU", fmt.Sprintf("every GPU has a NIC within %s", c.maxLevel()))
 }
 
-// PairBridges returns the distinct bridges on every pair's path, sorted.
-func PairBridges(in Input) []string {
-	var out []string
+// RedirectMasks maps each bridge the checks look at to the ACS redirect bits
+// that would stop its pairs' GPUDirect traffic going peer to peer. A pair
+// through a NIC's main function counts both redirect bits on every bridge
+// of its path. A Data Direct pair counts only the two ports where its path
+// turns, each for the bit that acts on the traffic entering there: the NIC
+// writes and reads GPU memory, so its requests enter at the Data Direct
+// function's port (request redirect must be off there) and the GPU's
+// completions at the GPU's port (completion redirect must be off there).
+// This is the setting rdma_topo (linux-rdma rdma-core) prescribes for these
+// trays: request redirect on at the GPU's port and completion redirect on at
+// the Data Direct function's port stay, as GPUDirect RDMA does not need them
+// off.
+func RedirectMasks(in Input) map[string]uint16 {
+	out := map[string]uint16{}
 	for _, p := range in.Pairs {
-		out = append(out, p.Bridges...)
+		if !p.DataDirect {
+			for _, b := range p.Bridges {
+				out[b] |= pci.ACSRedirectBits
+			}
+			continue
+		}
+		if p.DMAPort != "" {
+			out[p.DMAPort] |= pci.ACSP2PRequestRedirect
+		}
+		if p.GPUPort != "" {
+			out[p.GPUPort] |= pci.ACSP2PCompletionRedirect
+		}
+	}
+	return out
+}
+
+func sortedKeys(m map[string]uint16) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
 	}
 	slices.Sort(out)
-	return slices.Compact(out)
+	return out
 }
 
 // atsEnabled reads every pair's NIC's ATS state: all enabled, and the
@@ -452,11 +499,11 @@ func (c Checker) atsEnabled(in Input) (bool, []string) {
 	var unreadable []string
 	seen := map[string]bool{}
 	for _, p := range in.Pairs {
-		if seen[p.NICBDF] {
+		if seen[p.dmaBDF()] {
 			continue
 		}
-		seen[p.NICBDF] = true
-		ats, err := pci.ReadATS(c.Config, p.NICBDF)
+		seen[p.dmaBDF()] = true
+		ats, err := pci.ReadATS(c.Config, p.dmaBDF())
 		if err != nil {
 			unreadable = append(unreadable, err.Error())
 			all = false
@@ -468,7 +515,8 @@ func (c Checker) atsEnabled(in Input) (bool, []string) {
 }
 
 func (c Checker) acs(in Input, iommuOn bool) v1alpha1.GPUDirectCheck {
-	bridges := PairBridges(in)
+	masks := RedirectMasks(in)
+	bridges := sortedKeys(masks)
 	if len(in.Pairs) == 0 {
 		return unknown(CheckACS, "NoGPUNICPairs", "no GPU has a NIC to check")
 	}
@@ -480,7 +528,7 @@ func (c Checker) acs(in Input, iommuOn bool) v1alpha1.GPUDirectCheck {
 			unreadable = append(unreadable, err.Error())
 			continue
 		}
-		if !acs.Present || !acs.Redirects() {
+		if !acs.Present || acs.Control&masks[b] == 0 {
 			continue
 		}
 		// With ATS on the NICs and Direct Translated P2P on the bridge,
@@ -534,7 +582,7 @@ func (c Checker) iommu(in Input) (v1alpha1.GPUDirectCheck, bool) {
 	}
 	var devs []string
 	for _, p := range in.Pairs {
-		devs = append(devs, p.GPUBDF, p.NICBDF)
+		devs = append(devs, p.GPUBDF, p.dmaBDF())
 	}
 	slices.Sort(devs)
 	devs = slices.Compact(devs)
