@@ -13,6 +13,7 @@ import (
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -173,13 +174,22 @@ func TestServingStackExamples(t *testing.T) {
 			if len(engines) < 2 {
 				t.Fatalf("%s: %d engine pod specs, want a prefill and a decode at least", ex.file, len(engines))
 			}
+			// Discovery may serve an established CRD a moment later.
+			gvk := obj.GroupVersionKind()
+			var mapping *meta.RESTMapping
+			err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, waitTimeout, true, func(context.Context) (bool, error) {
+				var err error
+				if mapping, err = ap.mapper.RESTMapping(gvk.GroupKind(), gvk.Version); meta.IsNoMatchError(err) {
+					ap.mapper.Reset()
+					return false, nil
+				}
+				return err == nil, err
+			})
+			if err != nil {
+				t.Fatalf("the apiserver serves no %s: %v", gvk, err)
+			}
 			if err := ap.applyOne(ctx, obj); err != nil {
 				t.Fatalf("creating %s %s from %s: %v", obj.GetKind(), obj.GetName(), ex.file, err)
-			}
-			gvk := obj.GroupVersionKind()
-			mapping, err := ap.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-			if err != nil {
-				t.Fatal(err)
 			}
 			served, err := ap.dyn.Resource(mapping.Resource).Namespace(namespace).Get(ctx, obj.GetName(), metav1.GetOptions{})
 			if err != nil {
