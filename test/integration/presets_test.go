@@ -71,12 +71,16 @@ func pairClass(a, b map[string]string) int {
 	return 3
 }
 
-// runStack creates the pods with their labels, less the stripped keys, on a
-// fresh partly used cluster, waits for every one to bind, and returns the
-// mean over decodes of the pair class to the nearest prefill it pairs with.
-func runStack(t *testing.T, pods []stackPod, strip []string) float64 {
+// runStack creates the PodGroups (name to minMember) and the pods with their
+// labels, less the stripped keys, on a fresh partly used cluster, waits for
+// every one to bind, and returns the mean over decodes of the pair class to
+// the nearest prefill it pairs with.
+func runStack(t *testing.T, pods []stackPod, strip []string, podGroups map[string]int32) float64 {
 	t.Helper()
 	cp := startPartlyUsedCluster(t)
+	for name, minMember := range podGroups {
+		createPodGroup(t, cp, name, minMember, 0)
+	}
 	for _, p := range pods {
 		var kv []string
 		for k, v := range p.labels {
@@ -127,18 +131,40 @@ func contains(list []string, s string) bool {
 // role and group labels stripped, and wants better pairs with them.
 func comparePlacement(t *testing.T, pods []stackPod, strip []string) {
 	t.Helper()
+	comparePlacementWithGroups(t, pods, strip, nil)
+}
+
+// comparePlacementWithGroups is comparePlacement with PodGroups the stack
+// creates, in both runs; it returns the mean pair class with the labels.
+func comparePlacementWithGroups(t *testing.T, pods []stackPod, strip []string, podGroups map[string]int32) float64 {
+	t.Helper()
 	var labelled, stripped float64
-	t.Run("labelled", func(t *testing.T) { labelled = runStack(t, pods, nil) })
-	t.Run("stripped", func(t *testing.T) { stripped = runStack(t, pods, strip) })
+	t.Run("labelled", func(t *testing.T) { labelled = runStack(t, pods, nil, podGroups) })
+	t.Run("stripped", func(t *testing.T) { stripped = runStack(t, pods, strip, podGroups) })
 	t.Logf("mean pair class (0 NVLink domain, 1 leaf, 2 spine, 3 zone): %.2f with the stack's labels, %.2f stripped; 0 pending", labelled, stripped)
 	if t.Failed() {
-		return
+		return labelled
 	}
 	if labelled >= stripped {
 		t.Errorf("mean pair class %.2f with the stack's labels, %.2f without: no better", labelled, stripped)
 	}
 	if labelled > 1 {
 		t.Errorf("mean pair class %.2f with the stack's labels, want every pair within a leaf", labelled)
+	}
+	return labelled
+}
+
+// fourPairsOptimum is the best mean pair class of four TP=4 prefill→decode
+// pairs on partlyUsed: the two free nodes of s1-l1 hold one pair each on
+// NVLink, every other node has room for one TP=4 engine, so the other two
+// pairs span a leaf.
+const fourPairsOptimum = 0.5
+
+// wantOptimum fails unless the labelled placement reached the optimum.
+func wantOptimum(t *testing.T, labelled float64) {
+	t.Helper()
+	if !t.Failed() && labelled > fourPairsOptimum {
+		t.Errorf("mean pair class %.2f with the stack's labels, want the optimum %.2f", labelled, fourPairsOptimum)
 	}
 }
 
@@ -158,7 +184,7 @@ func TestLLMDOnLWSPairsWithinTheSlice(t *testing.T) {
 		return stackPod{
 			name: fmt.Sprintf("ds-%s-%s-0", role, hashes[role][slice]), prefill: role == "prefill", pairWith: s,
 			labels: map[string]string{
-				"llm-d.ai/role": role, "llm-d.ai/model": "llama-3-70b", "llm-d.ai/inferenceServing": "true",
+				"llm-d.ai/role": role, "llm-d.ai/model": "llama-3-70b", "llm-d.ai/inference-serving": "true",
 				"disaggregatedset.x-k8s.io/name": "ds", "disaggregatedset.x-k8s.io/role": role,
 				"disaggregatedset.x-k8s.io/slice":  s,
 				"leaderworkerset.sigs.k8s.io/name": fmt.Sprintf("ds-%d-%s", slice, role), "leaderworkerset.sigs.k8s.io/worker-index": "0",
@@ -188,7 +214,7 @@ func TestLLMDWithoutModelPairsWithinTheNamespace(t *testing.T) {
 		for _, role := range []string{"prefill", "decode"} {
 			pods = append(pods, stackPod{
 				name: fmt.Sprintf("ms-llama-%s-%d", role, i), prefill: role == "prefill", pairWith: "pool",
-				labels: map[string]string{"llm-d.ai/role": role, "llm-d.ai/inferenceServing": "true", "app": "ms-llama"},
+				labels: map[string]string{"llm-d.ai/role": role, "llm-d.ai/inference-serving": "true", "app": "ms-llama"},
 			})
 		}
 	}

@@ -18,14 +18,17 @@ import (
 // AnnotationPlacement is stamped on every bound P/D pod, through its
 // Binding: its node's domain at each level, coarse to fine, as level=value
 // pairs, for a sidecar or a tool to read (through the Downward API). No
-// serving stack's router reads it natively: Dynamo's KV-transfer policy
-// reads node labels its own controller copies onto the pod, AIBrix pairs
-// within a RoleSet (docs/serving-stacks.md).
+// serving stack's router reads it: Dynamo's KV-transfer policy reads the
+// node label its labelKey names, which its operator copies onto the pod;
+// AIBrix pairs within a RoleSet; llm-d's endpoint picker reads no placement
+// at all (docs/serving-stacks.md).
 const AnnotationPlacement = "tandem.dev/placement"
 
 // Pod labels stamped beside the annotation with placementLabels, copied from
 // the node, for tools that select pods by label or read their own labels
-// through the Downward API.
+// through the Downward API. Dynamo's topology label controller copies the
+// same node label under the same key only when the pod lacks it, so the two
+// agree.
 var stampedLabels = []string{topology.LabelNVLinkDomain, topology.LabelLeaf, topology.LabelSpine}
 
 // Bind binds a P/D pod with its placement annotation on the Binding: the
