@@ -76,7 +76,8 @@ bench: bench-micro ## Go micro-benchmarks, then the placement benchmark on 100 n
 bench-micro: ## Go micro-benchmarks only (BENCH=regexp to select).
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(UNIT_PKGS)
 
-bench-gang: ## Gang's PreFilter and queue sort against scheduler-plugins' Coscheduling (test/gangbench, a module of its own).
+bench-gang: ## Gang's PreFilter and queue sort (pkg/plugins/gang) against scheduler-plugins' Coscheduling (test/gangbench, its own module on kube-scheduler 1.34).
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem ./pkg/plugins/gang
 	cd test/gangbench && $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem
 
 clean: ## Remove built binaries.

@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 MODULE=github.com/tandem-sched/tandem
 HEADER=hack/boilerplate.go.txt
-CONTROLLER_GEN_VERSION=v0.19.0
+CONTROLLER_GEN_VERSION=v0.23.0
 
 go tool deepcopy-gen --go-header-file "$HEADER" --output-file zz_generated.deepcopy.go \
 	./apis/topology/v1alpha1 ./apis/config ./apis/config/v1

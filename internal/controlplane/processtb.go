@@ -60,6 +60,23 @@ func (p *ProcessTB) Close() {
 	}
 }
 
+// Attr records a key and value for the run, as testing.T's does: it goes to
+// Log.
+func (p *ProcessTB) Attr(key, value string) { p.Logf("attr %s %s", key, value) }
+
+// Chdir changes the process's working directory to dir and changes it back
+// when Close runs, as testing.T's does.
+func (p *ProcessTB) Chdir(dir string) {
+	prev, err := os.Getwd()
+	if err != nil {
+		p.Fatalf("chdir %s: %v", dir, err)
+	}
+	if err := os.Chdir(dir); err != nil {
+		p.Fatalf("chdir %s: %v", dir, err)
+	}
+	p.Cleanup(func() { _ = os.Chdir(prev) })
+}
+
 func (p *ProcessTB) Cleanup(f func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

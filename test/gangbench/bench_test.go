@@ -1,9 +1,11 @@
-// Package gangbench compares, in one process, the cost of tandem's Gang
-// with scheduler-plugins' Coscheduling, whose plugin tandem no longer links.
-// It is a module of its own so that Coscheduling (and the controller-runtime
-// it brings) stays out of tandem's go.mod and out of the packages that must
-// build on later kube-scheduler releases; delete it when Coscheduling no
-// longer builds against tandem's kube-scheduler.
+// Package gangbench is scheduler-plugins' Coscheduling's half of the
+// comparison with tandem's Gang (make bench-gang runs both). Coscheduling
+// does not build against kube-scheduler 1.37, on which tandem is built, so
+// this module stays on kube-scheduler 1.34 and does not import tandem; Gang's
+// half is pkg/plugins/gang's BenchmarkGangPreFilter and BenchmarkGangLess,
+// over the same namespace (the same pods and PodGroups, the same sizes, the
+// same sub-benchmark names but for the last element). Keep cluster below
+// equal to benchCluster there.
 //
 //	cd test/gangbench && go test -run '^$' -bench . -benchmem -count 3
 package gangbench
@@ -16,25 +18,14 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
-	"k8s.io/kubernetes/pkg/scheduler/framework/plugins/defaultbinder"
-	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
-	schedmetrics "k8s.io/kubernetes/pkg/scheduler/metrics"
 	st "k8s.io/kubernetes/pkg/scheduler/testing"
-	tf "k8s.io/kubernetes/pkg/scheduler/testing/framework"
-	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	schedulingv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 	"sigs.k8s.io/scheduler-plugins/pkg/coscheduling/core"
-	pgfake "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned/fake"
-	pginformers "sigs.k8s.io/scheduler-plugins/pkg/generated/informers/externalversions"
-
-	"github.com/tandem-sched/tandem/apis/config"
-	"github.com/tandem-sched/tandem/pkg/plugins/gang"
 )
 
 const (
@@ -114,51 +105,9 @@ func coscheduling(b *testing.B, pods []*v1.Pod, groups []*schedulingv1alpha1.Pod
 	return core.NewPodGroupManager(&cachedReader{indexer: pgIndexer}, nil, &wait, podInformer)
 }
 
-// tandemGang is tandem's Gang in a framework over informers holding pods
-// and groups.
-func tandemGang(b *testing.B, pods []*v1.Pod, groups []*schedulingv1alpha1.PodGroup) *gang.Gang {
-	b.Helper()
-	schedmetrics.Register()
-	ctx, cancel := context.WithCancel(context.Background())
-	b.Cleanup(cancel)
-	objs := make([]runtime.Object, len(groups))
-	for i, pg := range groups {
-		objs[i] = pg
-	}
-	// The PodGroups reach the informer through its handlers, as in the
-	// scheduler; the pods are put in the pod informer's indexer directly.
-	pgFactory := pginformers.NewSharedInformerFactory(pgfake.NewSimpleClientset(objs...), 0)
-	pgInformer := pgFactory.Scheduling().V1alpha1().PodGroups()
-	pgInformer.Informer()
-	pgFactory.Start(ctx.Done())
-	cache.WaitForCacheSync(ctx.Done(), pgInformer.Informer().HasSynced)
-
-	cs := k8sfake.NewClientset()
-	factory := informers.NewSharedInformerFactory(cs, 0)
-	args := &config.GangArgs{PermitWaitingTimeSeconds: 60, PodGroupRejectPercentage: 10}
-	var g *gang.Gang
-	newGang := func(ctx context.Context, _ runtime.Object, h framework.Handle) (framework.Plugin, error) {
-		var err error
-		g, err = gang.NewWithPodGroups(ctx, args, h, pgInformer.Informer(), pgInformer.Lister(), clock.RealClock{})
-		return g, err
-	}
-	if _, err := tf.NewFramework(ctx, []tf.RegisterPluginFunc{
-		tf.RegisterPluginAsExtensions(gang.Name, newGang, "QueueSort", "PreFilter"),
-		tf.RegisterBindPlugin(defaultbinder.Name, defaultbinder.New),
-	}, "tandem-scheduler", frameworkruntime.WithClientSet(cs), frameworkruntime.WithInformerFactory(factory)); err != nil {
-		b.Fatal(err)
-	}
-	for _, p := range pods {
-		if err := factory.Core().V1().Pods().Informer().GetIndexer().Add(p); err != nil {
-			b.Fatal(err)
-		}
-	}
-	return g
-}
-
 // BenchmarkGangPreFilter is one PreFilter of a pod of an 8-pod PodGroup
-// with n pods in its namespace: Coscheduling's lists the namespace's pods
-// by label selector, Gang's reads the group from an index.
+// with n pods in its namespace: Coscheduling lists the namespace's pods by
+// label selector.
 func BenchmarkGangPreFilter(b *testing.B) {
 	ctx := context.Background()
 	for _, n := range sizes {
@@ -173,23 +122,12 @@ func BenchmarkGangPreFilter(b *testing.B) {
 				}
 			}
 		})
-		b.Run(fmt.Sprintf("pods=%d/gang", n), func(b *testing.B) {
-			g := tandemGang(b, pods, groups)
-			state := framework.NewCycleState()
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if _, s := g.PreFilter(ctx, state, pods[i%n], nil); !s.IsSuccess() {
-					b.Fatal(s)
-				}
-			}
-		})
 	}
 }
 
 // BenchmarkGangLess is one queue comparison of pods of two PodGroups:
 // Coscheduling's Less reads both PodGroups through its client (a deep copy
-// each), Gang's reads two times from a map.
+// each).
 func BenchmarkGangLess(b *testing.B) {
 	pods, groups := cluster(5000)
 	infos := make([]*framework.QueuedPodInfo, len(pods))
@@ -212,14 +150,6 @@ func BenchmarkGangLess(b *testing.B) {
 			ta := mgr.GetCreationTimestamp(ctx, a.Pod, *a.InitialAttemptTimestamp)
 			tc := mgr.GetCreationTimestamp(ctx, c.Pod, *c.InitialAttemptTimestamp)
 			_ = ta.Before(tc) || (ta.Equal(tc) && core.GetNamespacedName(a.Pod) < core.GetNamespacedName(c.Pod))
-		}
-	})
-	b.Run("gang", func(b *testing.B) {
-		g := tandemGang(b, pods, groups)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			g.Less(infos[i%len(infos)], infos[(i*7+groupSize)%len(infos)])
 		}
 	})
 }

@@ -17,7 +17,7 @@ require (
 	k8s.io/klog/v2 v2.130.1 // indirect
 	k8s.io/kube-scheduler v0.34.7 // indirect
 	k8s.io/kubernetes v1.34.10
-	k8s.io/utils v0.0.0-20250604170112-4c0f3b243397
+	k8s.io/utils v0.0.0-20250604170112-4c0f3b243397 // indirect
 	sigs.k8s.io/scheduler-plugins v0.34.7
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
@@ -117,9 +117,4 @@ replace (
 	k8s.io/sample-controller => k8s.io/sample-controller v0.34.10
 )
 
-require (
-	github.com/tandem-sched/tandem v0.0.0
-	sigs.k8s.io/controller-runtime v0.22.3
-)
-
-replace github.com/tandem-sched/tandem => ../..
+require sigs.k8s.io/controller-runtime v0.22.3

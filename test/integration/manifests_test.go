@@ -344,6 +344,12 @@ func TestManifests(t *testing.T) {
 			"list storage.k8s.io csistoragecapacities", "list storage.k8s.io volumeattachments",
 			"list resource.k8s.io resourceclaims", "update resource.k8s.io resourceclaims/status default",
 			"list resource.k8s.io resourceslices", "list resource.k8s.io deviceclasses",
+			// New in kube-scheduler 1.37's defaults: DeviceTaintRules, the claims
+			// of DRA-backed extended resources, and allocations through
+			// resourceclaims/binding.
+			"list resource.k8s.io devicetaintrules", "watch resource.k8s.io devicetaintrules",
+			"create resource.k8s.io resourceclaims default", "delete resource.k8s.io resourceclaims default",
+			"update resource.k8s.io resourceclaims/binding default",
 		})
 		checkAccess(t, cp.Config, schedulerSAUser, schedulerSAGroups, false, []string{
 			"create tandem.dev nodetopologies", "update tandem.dev nodetopologies/status", "patch tandem.dev nodetopologies",
@@ -590,6 +596,8 @@ func checkAgentConfined(t *testing.T, cp *controlplane.ControlPlane, agentNS, ag
 		"raising allocatable GPUs": `{"status":{"allocatable":{"nvidia.com/gpu":"64"}}}`,
 		"raising GPU capacity":     `{"status":{"capacity":{"nvidia.com/gpu":"64"}}}`,
 		"an address":               `{"status":{"addresses":[{"type":"InternalIP","address":"10.9.9.9"}]}}`,
+		// NodeDeclaredFeatures (GA in 1.37) filters pods on this list.
+		"a declared feature": `{"status":{"declaredFeatures":["GuaranteedQoSPodCPUResize"]}}`,
 	} {
 		t.Run("status: "+what, func(t *testing.T) { expectDenied(t, nodePatch(body, "status"), conditionOnly) })
 	}

@@ -231,10 +231,7 @@ func Convert_config_PDAffinityArgs_To_v1_PDAffinityArgs(in *config.PDAffinityArg
 }
 
 func autoConvert_v1_TopologyLevel_To_config_TopologyLevel(in *TopologyLevel, out *config.TopologyLevel, s conversion.Scope) error {
-	out.Name = in.Name
-	out.NodeLabel = in.NodeLabel
-	out.Bandwidth = in.Bandwidth
-	out.Global = in.Global
+	*out = *(*config.TopologyLevel)(unsafe.Pointer(in))
 	return nil
 }
 
@@ -244,10 +241,7 @@ func Convert_v1_TopologyLevel_To_config_TopologyLevel(in *TopologyLevel, out *co
 }
 
 func autoConvert_config_TopologyLevel_To_v1_TopologyLevel(in *config.TopologyLevel, out *TopologyLevel, s conversion.Scope) error {
-	out.Name = in.Name
-	out.NodeLabel = in.NodeLabel
-	out.Bandwidth = in.Bandwidth
-	out.Global = in.Global
+	*out = *(*TopologyLevel)(unsafe.Pointer(in))
 	return nil
 }
 

@@ -10,7 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
-	"k8s.io/kubernetes/pkg/scheduler/framework"
 )
 
 // PreFilter lets a pod of a PodGroup on only when its group can be placed
@@ -19,7 +18,7 @@ import (
 // scheduling-gated, and, when it sets minResources, the cluster has that
 // much room. Each refusal is UnschedulableAndUnresolvable (preemption
 // cannot fix it) and names the PodGroup. A pod in no group is skipped.
-func (g *Gang) PreFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
+func (g *Gang) PreFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
 	k, ok := keyOf(pod)
 	if !ok {
 		return nil, fwk.NewStatus(fwk.Skip)
@@ -76,7 +75,7 @@ func (g *Gang) PreFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, nod
 
 // PreFilterExtensions returns nil: Gang has no Filter for preemption to
 // rerun.
-func (g *Gang) PreFilterExtensions() framework.PreFilterExtensions { return nil }
+func (g *Gang) PreFilterExtensions() fwk.PreFilterExtensions { return nil }
 
 // PostFilter runs when a pod of a group fits no node. Unless the group
 // already has its quorum, or the pods it still lacks are at most
@@ -85,7 +84,7 @@ func (g *Gang) PreFilterExtensions() framework.PreFilterExtensions { return nil 
 // freed, the failure is marked (the group sorts behind the queue's others
 // from now), and the group is backed off when podGroupBackoffSeconds is set.
 // It never nominates a node.
-func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ framework.NodeToStatusReader) (*framework.PostFilterResult, *fwk.Status) {
+func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ fwk.NodeToStatusReader) (*fwk.PostFilterResult, *fwk.Status) {
 	k, ok := keyOf(pod)
 	if !ok {
 		return nil, fwk.NewStatus(fwk.Unschedulable)

@@ -109,7 +109,7 @@ func newHarness(t *testing.T, args config.GangArgs, objs ...runtime.Object) *har
 	require.True(t, cache.WaitForCacheSync(ctx.Done(), pgInformer.Informer().HasSynced))
 
 	factory := informers.NewSharedInformerFactory(h.cs, 0)
-	newPlugin := func(ctx context.Context, _ runtime.Object, fh framework.Handle) (framework.Plugin, error) {
+	newPlugin := func(ctx context.Context, _ runtime.Object, fh fwk.Handle) (fwk.Plugin, error) {
 		g, err := NewWithPodGroups(ctx, &args, fh, pgInformer.Informer(), pgInformer.Lister(), h.clock)
 		h.gang = g
 		return g, err
@@ -185,7 +185,11 @@ func (h *harness) place(pod *v1.Pod) (*fwk.Status, []string) {
 	h.t.Helper()
 	state, toActivate := newState()
 	require.True(h.t, h.fw.RunReservePluginsReserve(h.ctx, state, pod, "node").IsSuccess())
-	s := h.fw.RunPermitPlugins(h.ctx, state, pod, "node")
+	// The scheduling cycle adds a pod Permit holds to the waiting pods.
+	waits, s := h.fw.RunPermitPlugins(h.ctx, state, pod, "node")
+	if s.IsWait() {
+		h.fw.AddWaitingPod(pod, waits)
+	}
 	var names []string
 	for name := range toActivate.Map {
 		names = append(names, name)

@@ -17,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
-	"k8s.io/kubernetes/pkg/scheduler/framework"
+	fwk "k8s.io/kube-scheduler/framework"
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 	"k8s.io/utils/clock"
 	schedulingv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
@@ -43,17 +43,17 @@ const podGroupIndex = "tandem.dev/pod-group"
 const handlerSyncTimeout = time.Minute
 
 var (
-	_ framework.QueueSortPlugin   = &Gang{}
-	_ framework.PreFilterPlugin   = &Gang{}
-	_ framework.PostFilterPlugin  = &Gang{}
-	_ framework.ReservePlugin     = &Gang{}
-	_ framework.PermitPlugin      = &Gang{}
-	_ framework.EnqueueExtensions = &Gang{}
+	_ fwk.QueueSortPlugin   = &Gang{}
+	_ fwk.PreFilterPlugin   = &Gang{}
+	_ fwk.PostFilterPlugin  = &Gang{}
+	_ fwk.ReservePlugin     = &Gang{}
+	_ fwk.PermitPlugin      = &Gang{}
+	_ fwk.EnqueueExtensions = &Gang{}
 )
 
 // Gang places a PodGroup's pods all-or-nothing.
 type Gang struct {
-	handle    framework.Handle
+	handle    fwk.Handle
 	podGroups pglisters.PodGroupLister
 	// pods is the scheduler's pod informer's indexer, with podGroupIndex.
 	pods   cache.Indexer
@@ -72,7 +72,7 @@ type Gang struct {
 // NewFactory returns the plugin factory the scheduler registers. PodGroups
 // are read through src's one PodGroup informer, which PDAffinity shares.
 func NewFactory(src *topologysource.Source, clk clock.PassiveClock) frameworkruntime.PluginFactory {
-	return func(ctx context.Context, obj runtime.Object, h framework.Handle) (framework.Plugin, error) {
+	return func(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
 		informer, lister, err := src.PodGroupInformer(ctx, h.KubeConfig())
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", Name, err)
@@ -84,7 +84,7 @@ func NewFactory(src *topologysource.Source, clk clock.PassiveClock) frameworkrun
 // NewWithPodGroups builds the plugin over a started PodGroup informer and
 // its lister, for a scheduler (or a test) that has its own; the args are
 // validated.
-func NewWithPodGroups(ctx context.Context, obj runtime.Object, h framework.Handle, podGroupInformer cache.SharedIndexInformer, lister pglisters.PodGroupLister, clk clock.PassiveClock) (*Gang, error) {
+func NewWithPodGroups(ctx context.Context, obj runtime.Object, h fwk.Handle, podGroupInformer cache.SharedIndexInformer, lister pglisters.PodGroupLister, clk clock.PassiveClock) (*Gang, error) {
 	args, ok := obj.(*config.GangArgs)
 	if !ok {
 		return nil, fmt.Errorf("%s: want args of type GangArgs, got %T", Name, obj)
@@ -185,7 +185,7 @@ func (g *Gang) members(k groupKey) []*v1.Pod {
 
 // forWaiting calls f for each of the group's pods waiting at Permit, other
 // than except.
-func (g *Gang) forWaiting(k groupKey, except *v1.Pod, f func(framework.WaitingPod)) {
+func (g *Gang) forWaiting(k groupKey, except *v1.Pod, f func(fwk.WaitingPod)) {
 	for _, p := range g.members(k) {
 		if except != nil && p.UID == except.UID {
 			continue
@@ -199,7 +199,7 @@ func (g *Gang) forWaiting(k groupKey, except *v1.Pod, f func(framework.WaitingPo
 // rejectWaiting rejects the group's pods waiting at Permit.
 func (g *Gang) rejectWaiting(k groupKey, except *v1.Pod, msg string) int {
 	n := 0
-	g.forWaiting(k, except, func(wp framework.WaitingPod) {
+	g.forWaiting(k, except, func(wp fwk.WaitingPod) {
 		wp.Reject(Name, msg)
 		n++
 	})
@@ -209,7 +209,7 @@ func (g *Gang) rejectWaiting(k groupKey, except *v1.Pod, msg string) int {
 // allowWaiting lets the group's pods waiting at Permit go on to bind.
 func (g *Gang) allowWaiting(k groupKey, except *v1.Pod) int {
 	n := 0
-	g.forWaiting(k, except, func(wp framework.WaitingPod) {
+	g.forWaiting(k, except, func(wp fwk.WaitingPod) {
 		wp.Allow(Name)
 		n++
 	})

@@ -14,7 +14,7 @@ func queued(t *testing.T, pod *v1.Pod, initialAttempt time.Time) *framework.Queu
 	t.Helper()
 	pi, err := framework.NewPodInfo(pod)
 	require.NoError(t, err)
-	return &framework.QueuedPodInfo{PodInfo: pi, Timestamp: initialAttempt.Add(time.Hour), InitialAttemptTimestamp: &initialAttempt}
+	return &framework.QueuedPodInfo{PodInfo: pi, QueueingParams: framework.QueueingParams{Timestamp: initialAttempt.Add(time.Hour), InitialAttemptTimestamp: &initialAttempt}}
 }
 
 func TestLess(t *testing.T) {

@@ -96,7 +96,7 @@ func FuzzNodeTopologyThroughTheCycle(f *testing.F) {
 		}
 		if pl.PreScore(ctx, state, pod, nil).IsSuccess() {
 			score, ss := pl.Score(ctx, state, pod, info)
-			if !ss.IsSuccess() || score < 0 || score > framework.MaxNodeScore {
+			if !ss.IsSuccess() || score < 0 || score > fwk.MaxNodeScore {
 				t.Fatalf("Score = %d, %v", score, ss)
 			}
 		}

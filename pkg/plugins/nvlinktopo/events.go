@@ -13,7 +13,6 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
-	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
 )
@@ -100,7 +99,7 @@ func (w *waitingPods) remove(uid types.UID) {
 	delete(w.pods, uid)
 }
 
-func (w *waitingPods) activate(logger klog.Logger, activator framework.PodActivator) {
+func (w *waitingPods) activate(logger klog.Logger, activator fwk.PodActivator) {
 	w.mu.Lock()
 	if len(w.pods) == 0 {
 		w.mu.Unlock()

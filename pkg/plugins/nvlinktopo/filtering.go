@@ -9,7 +9,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
-	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	"github.com/tandem-sched/tandem/pkg/topology"
 )
@@ -28,7 +27,7 @@ func (s *preFilterState) Clone() fwk.StateData { return s }
 // PreFilter reads the pod's GPU request and its overrides once per cycle and
 // skips pods without GPUs. A malformed override leaves the pod unschedulable
 // with a message that names the annotation.
-func (pl *NVLinkTopo) PreFilter(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
+func (pl *NVLinkTopo) PreFilter(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
 	req, err := pl.requestOf(pod)
 	if err != nil {
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
@@ -50,7 +49,7 @@ func (pl *NVLinkTopo) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 
 // PreFilterExtensions returns nil: GPU accounting comes from the model, not
 // from the pods PreFilter would be told about.
-func (pl *NVLinkTopo) PreFilterExtensions() framework.PreFilterExtensions { return nil }
+func (pl *NVLinkTopo) PreFilterExtensions() fwk.PreFilterExtensions { return nil }
 
 // Reasons a node is rejected, as they appear in the pod's FailedScheduling
 // event. They are constant strings, so the event counts nodes per reason.

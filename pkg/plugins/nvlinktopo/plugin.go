@@ -17,7 +17,6 @@ import (
 	resourcehelper "k8s.io/component-helpers/resource"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
-	"k8s.io/kubernetes/pkg/scheduler/framework"
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 	"k8s.io/utils/clock"
 
@@ -46,12 +45,12 @@ const (
 )
 
 var (
-	_ framework.PreFilterPlugin   = &NVLinkTopo{}
-	_ framework.FilterPlugin      = &NVLinkTopo{}
-	_ framework.PreScorePlugin    = &NVLinkTopo{}
-	_ framework.ScorePlugin       = &NVLinkTopo{}
-	_ framework.ReservePlugin     = &NVLinkTopo{}
-	_ framework.EnqueueExtensions = &NVLinkTopo{}
+	_ fwk.PreFilterPlugin   = &NVLinkTopo{}
+	_ fwk.FilterPlugin      = &NVLinkTopo{}
+	_ fwk.PreScorePlugin    = &NVLinkTopo{}
+	_ fwk.ScorePlugin       = &NVLinkTopo{}
+	_ fwk.ReservePlugin     = &NVLinkTopo{}
+	_ fwk.EnqueueExtensions = &NVLinkTopo{}
 )
 
 // NVLinkTopo filters and scores nodes by what the placement model says
@@ -71,7 +70,7 @@ type NVLinkTopo struct {
 // NewFactory returns the plugin factory the scheduler registers. Every
 // instance reads the placement model src keeps and tells time by clk.
 func NewFactory(src *topologysource.Source, clk clock.PassiveClock) frameworkruntime.PluginFactory {
-	return func(ctx context.Context, obj runtime.Object, h framework.Handle) (framework.Plugin, error) {
+	return func(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
 		args, ok := obj.(*config.NVLinkTopoArgs)
 		if !ok {
 			return nil, fmt.Errorf("%s: want args of type NVLinkTopoArgs, got %T", Name, obj)

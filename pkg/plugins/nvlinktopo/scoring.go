@@ -5,7 +5,6 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
-	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	"github.com/tandem-sched/tandem/pkg/scheduler/topologysource"
 	"github.com/tandem-sched/tandem/pkg/topology"
@@ -44,8 +43,8 @@ func (pl *NVLinkTopo) Score(ctx context.Context, cycleState fwk.CycleState, pod 
 
 // clampScore keeps a score in [0, MaxNodeScore] whatever went into it.
 func clampScore(s int64) int64 {
-	return max(0, min(framework.MaxNodeScore, s))
+	return max(0, min(fwk.MaxNodeScore, s))
 }
 
 // ScoreExtensions returns nil: scores are already in [0, 100].
-func (pl *NVLinkTopo) ScoreExtensions() framework.ScoreExtensions { return nil }
+func (pl *NVLinkTopo) ScoreExtensions() fwk.ScoreExtensions { return nil }

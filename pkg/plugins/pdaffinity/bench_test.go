@@ -68,10 +68,10 @@ func BenchmarkFilterScore(b *testing.B) {
 	ctx := context.Background()
 
 	run := func(b *testing.B, pl interface {
-		framework.PreFilterPlugin
-		framework.FilterPlugin
-		framework.PreScorePlugin
-		framework.ScorePlugin
+		fwk.PreFilterPlugin
+		fwk.FilterPlugin
+		fwk.PreScorePlugin
+		fwk.ScorePlugin
 	}, pod *v1.Pod) {
 		b.ReportAllocs()
 		b.ResetTimer()

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/kubernetes/pkg/scheduler/framework"
+	fwk "k8s.io/kube-scheduler/framework"
 )
 
 // Bounds on the numbers a pod carries. They are far above any real unit or
@@ -53,5 +53,5 @@ func parseUnitSize(pod *v1.Pod, v string) (int, error) {
 
 // clampScore keeps a score in [0, MaxNodeScore] whatever went into it.
 func clampScore(s int64) int64 {
-	return max(0, min(framework.MaxNodeScore, s))
+	return max(0, min(fwk.MaxNodeScore, s))
 }

@@ -7,7 +7,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	fwk "k8s.io/kube-scheduler/framework"
-	"k8s.io/kubernetes/pkg/scheduler/framework"
 	st "k8s.io/kubernetes/pkg/scheduler/testing"
 )
 
@@ -79,7 +78,7 @@ func FuzzPodThroughTheCycle(f *testing.F) {
 				t.Fatalf("Filter rejected node %s with no reason", name)
 			}
 			score, ss := pl.Score(ctx, c.state, pod, info)
-			if ss.IsSuccess() && (score < 0 || score > framework.MaxNodeScore) {
+			if ss.IsSuccess() && (score < 0 || score > fwk.MaxNodeScore) {
 				t.Fatalf("score %d on node %s", score, name)
 			}
 		}

@@ -10,7 +10,6 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
-	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	"github.com/tandem-sched/tandem/apis/config"
 	"github.com/tandem-sched/tandem/pkg/scheduler/topologysource"
@@ -20,7 +19,7 @@ import (
 // group's placed pods by domain. Pods without a role are skipped; pods with
 // malformed labels or annotations stay unschedulable with a message that
 // names the label, rather than being placed as if unlabelled.
-func (pl *PDAffinity) PreFilter(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
+func (pl *PDAffinity) PreFilter(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
 	member, ok, err := pl.members.read(pod)
 	if !ok {
 		return nil, fwk.NewStatus(fwk.Skip)
@@ -99,7 +98,7 @@ func (pl *PDAffinity) levelNames() string {
 }
 
 // PreFilterExtensions returns nil: see Clone.
-func (pl *PDAffinity) PreFilterExtensions() framework.PreFilterExtensions { return nil }
+func (pl *PDAffinity) PreFilterExtensions() fwk.PreFilterExtensions { return nil }
 
 // poolRatio is the target prefill share of a pool: from the annotation, or
 // from the group's own prefill and decode pod counts, scheduled or not.

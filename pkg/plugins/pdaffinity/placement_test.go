@@ -85,7 +85,7 @@ func (c *cycle) score(t *testing.T, pod *v1.Pod, node string) int64 {
 	require.True(t, c.pl.PreScore(context.Background(), c.state, pod, nil).IsSuccess())
 	s, status := c.pl.Score(context.Background(), c.state, pod, c.infos[node])
 	require.True(t, status.IsSuccess(), status.Message())
-	require.True(t, s >= 0 && s <= framework.MaxNodeScore, "score %d", s)
+	require.True(t, s >= 0 && s <= fwk.MaxNodeScore, "score %d", s)
 	return s
 }
 
@@ -103,7 +103,7 @@ func TestReplicaModeScoresByLowestCommonLevel(t *testing.T) {
 	}
 	// Same node (and NVLink domain) > same leaf > same spine > the same
 	// leaf *name* under another spine, which is only the same zone > another zone.
-	require.Equal(t, int64(framework.MaxNodeScore), scores["a1"])
+	require.Equal(t, int64(fwk.MaxNodeScore), scores["a1"])
 	require.Greater(t, scores["a1"], scores["a2"])
 	require.Greater(t, scores["a2"], scores["b1"])
 	require.Greater(t, scores["b1"], scores["r1t1"])
@@ -356,8 +356,8 @@ func TestSameRolePodLeavesRoomForItsPartner(t *testing.T) {
 	d0 := engine("u-d0", "decode", "u", 4, LabelUnitSize, "4").Obj()
 	c, status = runCycle(t, pl, d0, fabricNodes(), p0, engine("u-p1", "prefill", "u", 4, LabelUnitSize, "4").Node("a2").Obj())
 	require.True(t, status.IsSuccess())
-	require.Equal(t, int64(framework.MaxNodeScore), c.score(t, d0, "a1"))
-	require.Equal(t, int64(framework.MaxNodeScore), c.score(t, d0, "a2"))
+	require.Equal(t, int64(fwk.MaxNodeScore), c.score(t, d0, "a1"))
+	require.Equal(t, int64(fwk.MaxNodeScore), c.score(t, d0, "a2"))
 	require.Greater(t, c.score(t, d0, "a2"), c.score(t, d0, "b1"))
 }
 

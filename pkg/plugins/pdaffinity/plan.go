@@ -12,7 +12,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/klog/v2"
-	"k8s.io/kubernetes/pkg/scheduler/framework"
+	fwk "k8s.io/kube-scheduler/framework"
 
 	"github.com/tandem-sched/tandem/apis/config"
 	"github.com/tandem-sched/tandem/pkg/topology"
@@ -146,7 +146,7 @@ func podKey(pod *v1.Pod) string { return pod.Namespace + "/" + pod.Name }
 // pod goes and the nodes PreFilter narrows the search to; nil when the pod
 // should be evaluated on every node (no model, no room, or a plan that
 // failed twice).
-func (pl *PDAffinity) planFor(ctx context.Context, pod *v1.Pod, m Member, requiredLevel, unitSize int) (*planned, *framework.PreFilterResult) {
+func (pl *PDAffinity) planFor(ctx context.Context, pod *v1.Pod, m Member, requiredLevel, unitSize int) (*planned, *fwk.PreFilterResult) {
 	if pl.domains == nil || pl.handle == nil {
 		return nil, nil
 	}
@@ -191,7 +191,7 @@ func (pl *PDAffinity) planFor(ctx context.Context, pod *v1.Pod, m Member, requir
 // plannedResult is what a pod planned on node hands Filter and Score, and
 // the nodes PreFilter narrows it to: the planned node and the nearest
 // fallbacks, within the required level.
-func (pl *PDAffinity) plannedResult(pod *v1.Pod, m Member, up *unitPlan, node string, requiredLevel int) (*planned, *framework.PreFilterResult) {
+func (pl *PDAffinity) plannedResult(pod *v1.Pod, m Member, up *unitPlan, node string, requiredLevel int) (*planned, *fwk.PreFilterResult) {
 	me := podKey(pod)
 	p := &planned{node: node, oppositeNodes: sets.New[string]()}
 	for name, n := range up.plan.Nodes {
@@ -217,7 +217,7 @@ func (pl *PDAffinity) plannedResult(pod *v1.Pod, m Member, up *unitPlan, node st
 			names.Insert(n)
 		}
 	}
-	return p, &framework.PreFilterResult{NodeNames: names}
+	return p, &fwk.PreFilterResult{NodeNames: names}
 }
 
 // planNode is where a plan puts a pod; ok is false without a plan or an

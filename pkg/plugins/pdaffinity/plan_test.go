@@ -80,10 +80,10 @@ func TestPlannedUnitNarrowsToItsPlan(t *testing.T) {
 
 	// The planned node scores full marks, a fallback less.
 	infos := nodeInfos(t, nodes)
-	require.Equal(t, int64(framework.MaxNodeScore), mustScore(t, pl, state, p0, infos[planned]))
+	require.Equal(t, int64(fwk.MaxNodeScore), mustScore(t, pl, state, p0, infos[planned]))
 	for n := range result.NodeNames {
 		if n != planned {
-			require.Less(t, mustScore(t, pl, state, p0, infos[n]), int64(framework.MaxNodeScore))
+			require.Less(t, mustScore(t, pl, state, p0, infos[n]), int64(fwk.MaxNodeScore))
 		}
 	}
 
@@ -212,10 +212,10 @@ func TestFirstPoolPodLeavesRoomForAPartner(t *testing.T) {
 	require.Equal(t, "l2-used", s.planned.node, "the tightest board with room for the pair")
 	require.True(t, result.NodeNames.Has("l2-used"))
 	infos := nodeInfos(t, nodes)
-	require.Equal(t, int64(framework.MaxNodeScore), mustScore(t, pl, state, p0, infos["l2-used"]))
+	require.Equal(t, int64(fwk.MaxNodeScore), mustScore(t, pl, state, p0, infos["l2-used"]))
 	for n := range result.NodeNames {
 		if n != "l2-used" {
-			require.Less(t, mustScore(t, pl, state, p0, infos[n]), int64(framework.MaxNodeScore))
+			require.Less(t, mustScore(t, pl, state, p0, infos[n]), int64(fwk.MaxNodeScore))
 		}
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/cache"
 	fwk "k8s.io/kube-scheduler/framework"
-	"k8s.io/kubernetes/pkg/scheduler/framework"
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 	pglisters "sigs.k8s.io/scheduler-plugins/pkg/generated/listers/scheduling/v1alpha1"
 
@@ -39,14 +38,14 @@ const (
 )
 
 var (
-	_ framework.PreFilterPlugin   = &PDAffinity{}
-	_ framework.FilterPlugin      = &PDAffinity{}
-	_ framework.PreScorePlugin    = &PDAffinity{}
-	_ framework.ScorePlugin       = &PDAffinity{}
-	_ framework.ReservePlugin     = &PDAffinity{}
-	_ framework.BindPlugin        = &PDAffinity{}
-	_ framework.PostBindPlugin    = &PDAffinity{}
-	_ framework.EnqueueExtensions = &PDAffinity{}
+	_ fwk.PreFilterPlugin   = &PDAffinity{}
+	_ fwk.FilterPlugin      = &PDAffinity{}
+	_ fwk.PreScorePlugin    = &PDAffinity{}
+	_ fwk.ScorePlugin       = &PDAffinity{}
+	_ fwk.ReservePlugin     = &PDAffinity{}
+	_ fwk.BindPlugin        = &PDAffinity{}
+	_ fwk.PostBindPlugin    = &PDAffinity{}
+	_ fwk.EnqueueExtensions = &PDAffinity{}
 )
 
 // PDAffinity places prefill and decode pods of one group close together.
@@ -60,7 +59,7 @@ type PDAffinity struct {
 	nvlinkLevel int
 	members     *memberReader
 	paths       *pathCache
-	handle      framework.Handle
+	handle      fwk.Handle
 	podGroups   pglisters.PodGroupLister
 	// src and domains are the shared placement model; nil in New, which
 	// then places each pod on its own, without plans.
@@ -73,7 +72,7 @@ type PDAffinity struct {
 // NewFactory returns the plugin factory the scheduler registers; PodGroups,
 // which size xPyD units, are read through src.
 func NewFactory(src *topologysource.Source) frameworkruntime.PluginFactory {
-	return func(ctx context.Context, obj runtime.Object, h framework.Handle) (framework.Plugin, error) {
+	return func(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
 		pl, err := newPlugin(obj, h)
 		if err != nil {
 			return nil, err
@@ -104,11 +103,11 @@ func NewFactory(src *topologysource.Source) frameworkruntime.PluginFactory {
 
 // New builds the plugin without PodGroup sizes: units are sized by the
 // tandem.dev/unit-size label alone.
-func New(_ context.Context, obj runtime.Object, h framework.Handle) (framework.Plugin, error) {
+func New(_ context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
 	return newPlugin(obj, h)
 }
 
-func newPlugin(obj runtime.Object, h framework.Handle) (*PDAffinity, error) {
+func newPlugin(obj runtime.Object, h fwk.Handle) (*PDAffinity, error) {
 	args, ok := obj.(*config.PDAffinityArgs)
 	if !ok {
 		return nil, fmt.Errorf("%s: want args of type PDAffinityArgs, got %T", Name, obj)

@@ -11,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
-	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	"github.com/tandem-sched/tandem/apis/config"
 	"github.com/tandem-sched/tandem/pkg/topology"
@@ -45,7 +44,7 @@ const (
 // that role can still join it: the plan of the pod and its share of the
 // other role (the pool's ratio), each as large as the pod. nil evaluates
 // every node (no model, or no room anywhere near).
-func (pl *PDAffinity) poolCandidates(ctx context.Context, pod *v1.Pod, m Member, s *preFilterState) (*framework.PreFilterResult, *fwk.Status) {
+func (pl *PDAffinity) poolCandidates(ctx context.Context, pod *v1.Pod, m Member, s *preFilterState) (*fwk.PreFilterResult, *fwk.Status) {
 	if pl.domains == nil {
 		return nil, nil
 	}
@@ -74,7 +73,7 @@ func (pl *PDAffinity) poolCandidates(ctx context.Context, pod *v1.Pod, m Member,
 		if names.Len() == 0 {
 			return nil, nil
 		}
-		return &framework.PreFilterResult{NodeNames: names}, nil
+		return &fwk.PreFilterResult{NodeNames: names}, nil
 	}
 	if pl.handle != nil {
 		// The pool's chunks planned pods of the other role that are still
@@ -121,7 +120,7 @@ func (pl *PDAffinity) poolCandidates(ctx context.Context, pod *v1.Pod, m Member,
 			names.Insert(n)
 		}
 	}
-	return &framework.PreFilterResult{NodeNames: names}, nil
+	return &fwk.PreFilterResult{NodeNames: names}, nil
 }
 
 // Pool chunks: a pool's pending pods are planned together, a few at a time,
@@ -141,7 +140,7 @@ const (
 // poolCandidates: no model, only one role pending, a pod whose planned
 // placement failed, a required level with pods of the group placed already
 // (a chunk plans only itself), or no room.
-func (pl *PDAffinity) poolPlan(ctx context.Context, pod *v1.Pod, m Member, s *preFilterState) *framework.PreFilterResult {
+func (pl *PDAffinity) poolPlan(ctx context.Context, pod *v1.Pod, m Member, s *preFilterState) *fwk.PreFilterResult {
 	if pl.domains == nil || pl.handle == nil {
 		return nil
 	}

@@ -6,7 +6,6 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
-	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	"github.com/tandem-sched/tandem/apis/config"
 	"github.com/tandem-sched/tandem/pkg/topology"
@@ -50,7 +49,7 @@ func (pl *PDAffinity) score(s *preFilterState, nodeInfo fwk.NodeInfo) int64 {
 		near := pl.bandwidthScore(pl.bandwidthTo(g, node.Name, np))
 		var pairing int64
 		if pl.partnerFits(g, np) {
-			pairing = framework.MaxNodeScore
+			pairing = fwk.MaxNodeScore
 		}
 		return (near + pairing) / 2
 	case g.targetNodes.Len() > 0:
@@ -99,7 +98,7 @@ func (pl *PDAffinity) bandwidthScore(bw float64) int64 {
 	if bw <= lo || hi <= lo {
 		return 0
 	}
-	return int64(math.Round(float64(framework.MaxNodeScore) * math.Log(bw/lo) / math.Log(hi/lo)))
+	return int64(math.Round(float64(fwk.MaxNodeScore) * math.Log(bw/lo) / math.Log(hi/lo)))
 }
 
 // ratioScore is 100 when placing the pod brings the node's leaf exactly to
@@ -115,18 +114,18 @@ func (pl *PDAffinity) ratioScore(s *preFilterState, np *nodePath) float64 {
 	}
 	c[roleSlot(s.member.Role)]++
 	share := float64(c[0]) / float64(c[0]+c[1])
-	return float64(framework.MaxNodeScore) * (1 - math.Abs(share-s.ratio))
+	return float64(fwk.MaxNodeScore) * (1 - math.Abs(share-s.ratio))
 }
 
 // ScoreExtensions returns nil: scores are already in [0, 100].
-func (pl *PDAffinity) ScoreExtensions() framework.ScoreExtensions { return nil }
+func (pl *PDAffinity) ScoreExtensions() fwk.ScoreExtensions { return nil }
 
 // plannedScore is full marks on the planned node and, on a fallback, the
 // modeled bandwidth to the nearest of the unit's pods of the other role (of
 // its own role while none is planned).
 func (pl *PDAffinity) plannedScore(p *planned, m Member, node string) int64 {
 	if node == p.node {
-		return framework.MaxNodeScore
+		return fwk.MaxNodeScore
 	}
 	peers := p.peers[roleSlot(m.Role.opposite())]
 	if len(peers) == 0 {

@@ -168,7 +168,7 @@ func (s *Source) start(ctx context.Context, resource string, informer cache.Shar
 }
 
 // Handle is what Model needs of the scheduler: its client config and its
-// shared informers (framework.Handle has both).
+// shared informers (fwk.Handle has both).
 type Handle interface {
 	KubeConfig() *rest.Config
 	SharedInformerFactory() informers.SharedInformerFactory

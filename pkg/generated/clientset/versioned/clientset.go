@@ -29,7 +29,7 @@ import (
 )
 
 type Interface interface {
-	Discovery() discovery.DiscoveryInterface
+	Discovery() discovery.DiscoveryInterfaces
 	TandemV1alpha1() tandemv1alpha1.TandemV1alpha1Interface
 }
 
@@ -45,7 +45,7 @@ func (c *Clientset) TandemV1alpha1() tandemv1alpha1.TandemV1alpha1Interface {
 }
 
 // Discovery retrieves the DiscoveryClient
-func (c *Clientset) Discovery() discovery.DiscoveryInterface {
+func (c *Clientset) Discovery() discovery.DiscoveryInterfaces {
 	if c == nil {
 		return nil
 	}

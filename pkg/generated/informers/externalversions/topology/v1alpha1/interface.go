@@ -25,7 +25,7 @@ import (
 // Interface provides access to all the informers in this group version.
 type Interface interface {
 	// NodeTopologies returns a NodeTopologyInformer.
-	NodeTopologies() NodeTopologyInformer
+	NodeTopologies() TypedNodeTopologyInformer
 }
 
 type version struct {
@@ -39,7 +39,7 @@ func New(f internalinterfaces.SharedInformerFactory, namespace string, tweakList
 	return &version{factory: f, namespace: namespace, tweakListOptions: tweakListOptions}
 }
 
-// NodeTopologies returns a NodeTopologyInformer.
-func (v *version) NodeTopologies() NodeTopologyInformer {
+// NodeTopologies returns a TypedNodeTopologyInformer.
+func (v *version) NodeTopologies() TypedNodeTopologyInformer {
 	return &nodeTopologyInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
 }

@@ -28,16 +28,45 @@ import (
 	topologyv1alpha1 "github.com/tandem-sched/tandem/pkg/generated/listers/topology/v1alpha1"
 	v1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtime "k8s.io/apimachinery/pkg/runtime"
+	schema "k8s.io/apimachinery/pkg/runtime/schema"
 	watch "k8s.io/apimachinery/pkg/watch"
 	cache "k8s.io/client-go/tools/cache"
 )
 
 // NodeTopologyInformer provides access to a shared informer and lister for
-// NodeTopologies.
+// NodeTopologies. Prefer using the type-safe variant (see [TypedNodeTopologyInformer]).
 type NodeTopologyInformer interface {
 	Informer() cache.SharedIndexInformer
 	Lister() topologyv1alpha1.NodeTopologyLister
 }
+
+// TypedNodeTopologyInformer provides access to a shared informer and lister for
+// NodeTopologies, including the type-safe TypedInformer variant.
+// It is a superset of NodeTopologyInformer.
+type TypedNodeTopologyInformer interface {
+	Informer() cache.SharedIndexInformer
+	TypedInformer() NodeTopologyIndexInformer
+	Lister() topologyv1alpha1.NodeTopologyLister
+}
+
+// NodeTopologyIndexInformer is a wrapper around the underlying [cache.SharedIndexInformer]
+// with type-safe variants of several methods.
+type NodeTopologyIndexInformer cache.TypedSharedIndexInformer[*apistopologyv1alpha1.NodeTopology]
+
+// NodeTopologyHandlerFuncs is a specialization of [cache.TypedResourceEventHandlerFuncs] for NodeTopology.
+type NodeTopologyHandlerFuncs = cache.TypedResourceEventHandlerFuncs[*apistopologyv1alpha1.NodeTopology]
+
+// NodeTopologyDetailedHandlerFuncs is a specialization of [cache.TypedResourceEventHandlerDetailedFuncs] for NodeTopology.
+type NodeTopologyDetailedHandlerFuncs = cache.TypedResourceEventHandlerDetailedFuncs[*apistopologyv1alpha1.NodeTopology]
+
+// NodeTopologyFilteringHandler is a specialization of [cache.TypedFilteringResourceEventHandler] for NodeTopology.
+type NodeTopologyFilteringHandler = cache.TypedFilteringResourceEventHandler[*apistopologyv1alpha1.NodeTopology]
+
+// NodeTopologyIndexers is a specialization of [cache.TypedIndexers] for NodeTopology.
+type NodeTopologyIndexers = cache.TypedIndexers[*apistopologyv1alpha1.NodeTopology]
+
+// DeletedNodeTopology is a specialization of [cache.DeletedObject] for NodeTopology.
+type DeletedNodeTopology = cache.DeletedObject[*apistopologyv1alpha1.NodeTopology]
 
 type nodeTopologyInformer struct {
 	factory          internalinterfaces.SharedInformerFactory
@@ -47,55 +76,132 @@ type nodeTopologyInformer struct {
 // NewNodeTopologyInformer constructs a new informer for NodeTopology type.
 // Always prefer using an informer factory to get a shared informer instead of getting an independent
 // one. This reduces memory footprint and number of connections to the server.
+// If you really need an independent one, prefer using the type-safe variant (see [NewTypedNodeTopologyInformer]).
 func NewNodeTopologyInformer(client versioned.Interface, resyncPeriod time.Duration, indexers cache.Indexers) cache.SharedIndexInformer {
-	return NewFilteredNodeTopologyInformer(client, resyncPeriod, indexers, nil)
+	return NewNodeTopologyInformerWithOptions(client, internalinterfaces.InformerOptions{ResyncPeriod: resyncPeriod, Indexers: indexers})
+}
+
+// NewTypedNodeTopologyInformer constructs a new informer for NodeTopology type.
+// Always prefer using an informer factory to get a shared informer instead of getting an independent
+// one. This reduces memory footprint and number of connections to the server.
+func NewTypedNodeTopologyInformer(client versioned.Interface, resyncPeriod time.Duration, indexers NodeTopologyIndexers) NodeTopologyIndexInformer {
+	return NewTypedNodeTopologyInformerWithOptions(client, internalinterfaces.InformerOptions{ResyncPeriod: resyncPeriod, Indexers: cache.TypedIndexersToIndexers(indexers)})
 }
 
 // NewFilteredNodeTopologyInformer constructs a new informer for NodeTopology type.
 // Always prefer using an informer factory to get a shared informer instead of getting an independent
 // one. This reduces memory footprint and number of connections to the server.
+// If you really need an independent one, prefer using the type-safe variant (see [NewTypedFilteredNodeTopologyInformer]).
 func NewFilteredNodeTopologyInformer(client versioned.Interface, resyncPeriod time.Duration, indexers cache.Indexers, tweakListOptions internalinterfaces.TweakListOptionsFunc) cache.SharedIndexInformer {
-	return cache.NewSharedIndexInformer(
-		&cache.ListWatch{
-			ListFunc: func(options v1.ListOptions) (runtime.Object, error) {
+	return NewTypedNodeTopologyInformerWithOptions(client, internalinterfaces.InformerOptions{ResyncPeriod: resyncPeriod, Indexers: indexers, TweakListOptions: tweakListOptions})
+}
+
+// NewTypedFilteredNodeTopologyInformer constructs a new informer for NodeTopology type.
+// Always prefer using an informer factory to get a shared informer instead of getting an independent
+// one. This reduces memory footprint and number of connections to the server.
+func NewTypedFilteredNodeTopologyInformer(client versioned.Interface, resyncPeriod time.Duration, indexers NodeTopologyIndexers, tweakListOptions internalinterfaces.TweakListOptionsFunc) NodeTopologyIndexInformer {
+	return NewTypedNodeTopologyInformerWithOptions(client, internalinterfaces.InformerOptions{ResyncPeriod: resyncPeriod, Indexers: cache.TypedIndexersToIndexers(indexers), TweakListOptions: tweakListOptions})
+}
+
+// NewNodeTopologyInformerWithOptions constructs a new informer for NodeTopology type with additional options.
+// Always prefer using an informer factory to get a shared informer instead of getting an independent
+// one. This reduces memory footprint and number of connections to the server.
+// If you really need an independent one, prefer using the type-safe variant (see [NewTypedNodeTopologyInformerWithOptions]).
+func NewNodeTopologyInformerWithOptions(client versioned.Interface, options internalinterfaces.InformerOptions) cache.SharedIndexInformer {
+	return NewTypedNodeTopologyInformerWithOptions(client, options)
+}
+
+// NewTypedNodeTopologyInformerWithOptions constructs a new informer for NodeTopology type with additional options.
+// Always prefer using an informer factory to get a shared informer instead of getting an independent
+// one. This reduces memory footprint and number of connections to the server.
+func NewTypedNodeTopologyInformerWithOptions(client versioned.Interface, options internalinterfaces.InformerOptions) NodeTopologyIndexInformer {
+	gvr := schema.GroupVersionResource{Group: "tandem.dev", Version: "v1alpha1", Resource: "nodetopologys"}
+	identifier := options.InformerName.WithResource(gvr)
+	tweakListOptions := options.TweakListOptions
+	return cache.NewTypedSharedIndexInformer[*apistopologyv1alpha1.NodeTopology](cache.NewSharedIndexInformerWithOptions(
+		cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+			ListFunc: func(opts v1.ListOptions) (runtime.Object, error) {
 				if tweakListOptions != nil {
-					tweakListOptions(&options)
+					tweakListOptions(&opts)
 				}
-				return client.TandemV1alpha1().NodeTopologies().List(context.Background(), options)
+				return client.TandemV1alpha1().NodeTopologies().List(context.Background(), opts)
 			},
-			WatchFunc: func(options v1.ListOptions) (watch.Interface, error) {
+			WatchFunc: func(opts v1.ListOptions) (watch.Interface, error) {
 				if tweakListOptions != nil {
-					tweakListOptions(&options)
+					tweakListOptions(&opts)
 				}
-				return client.TandemV1alpha1().NodeTopologies().Watch(context.Background(), options)
+				return client.TandemV1alpha1().NodeTopologies().Watch(context.Background(), opts)
 			},
-			ListWithContextFunc: func(ctx context.Context, options v1.ListOptions) (runtime.Object, error) {
+			ListWithContextFunc: func(ctx context.Context, opts v1.ListOptions) (runtime.Object, error) {
 				if tweakListOptions != nil {
-					tweakListOptions(&options)
+					tweakListOptions(&opts)
 				}
-				return client.TandemV1alpha1().NodeTopologies().List(ctx, options)
+				return client.TandemV1alpha1().NodeTopologies().List(ctx, opts)
 			},
-			WatchFuncWithContext: func(ctx context.Context, options v1.ListOptions) (watch.Interface, error) {
+			WatchFuncWithContext: func(ctx context.Context, opts v1.ListOptions) (watch.Interface, error) {
 				if tweakListOptions != nil {
-					tweakListOptions(&options)
+					tweakListOptions(&opts)
 				}
-				return client.TandemV1alpha1().NodeTopologies().Watch(ctx, options)
+				return client.TandemV1alpha1().NodeTopologies().Watch(ctx, opts)
 			},
-		},
+		}, client),
 		&apistopologyv1alpha1.NodeTopology{},
-		resyncPeriod,
-		indexers,
-	)
+		cache.SharedIndexInformerOptions{
+			ResyncPeriod: options.ResyncPeriod,
+			Indexers:     options.Indexers,
+			Identifier:   identifier,
+		},
+	))
 }
 
 func (f *nodeTopologyInformer) defaultInformer(client versioned.Interface, resyncPeriod time.Duration) cache.SharedIndexInformer {
-	return NewFilteredNodeTopologyInformer(client, resyncPeriod, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}, f.tweakListOptions)
+	return NewTypedNodeTopologyInformerWithOptions(client, internalinterfaces.InformerOptions{ResyncPeriod: resyncPeriod, Indexers: cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}, InformerName: f.factory.InformerName(), TweakListOptions: f.tweakListOptions})
 }
 
 func (f *nodeTopologyInformer) Informer() cache.SharedIndexInformer {
-	return f.factory.InformerFor(&apistopologyv1alpha1.NodeTopology{}, f.defaultInformer)
+	return f.TypedInformer()
+}
+
+func (f *nodeTopologyInformer) TypedInformer() NodeTopologyIndexInformer {
+	return cache.NewTypedSharedIndexInformer[*apistopologyv1alpha1.NodeTopology](f.factory.InformerFor(&apistopologyv1alpha1.NodeTopology{}, f.defaultInformer))
 }
 
 func (f *nodeTopologyInformer) Lister() topologyv1alpha1.NodeTopologyLister {
 	return topologyv1alpha1.NewNodeTopologyLister(f.Informer().GetIndexer())
+}
+
+// ToTypedNodeTopologyInformer converts an untyped informer into a TypedNodeTopologyInformer.
+//
+// WARNING: this conversion is only safe if the informer handles objects of type
+// *NodeTopology. If that is not the case, calling type-safe methods of the returned
+// TypedNodeTopologyInformer leads to runtime panics. A safer alternative is to pass
+// around a TypedNodeTopologyInformer instances that was obtained from a
+// SharedInformerFactory.
+func ToTypedNodeTopologyInformer(informer NodeTopologyInformer) TypedNodeTopologyInformer {
+	if informer, ok := informer.(TypedNodeTopologyInformer); ok {
+		return informer
+	}
+	return &nodeTopologyTypedInformerAdapter{informer}
+}
+
+type nodeTopologyTypedInformerAdapter struct {
+	NodeTopologyInformer
+}
+
+func (a *nodeTopologyTypedInformerAdapter) TypedInformer() NodeTopologyIndexInformer {
+	return cache.NewTypedSharedIndexInformer[*apistopologyv1alpha1.NodeTopology](a.Informer())
+}
+
+// ToNodeTopologyIndexInformer converts an untyped informer into a NodeTopologyIndexInformer.
+//
+// WARNING: this conversion is only safe if the informer handles objects of type
+// *NodeTopology. If that is not the case, calling type-safe methods of the returned
+// NodeTopologyIndexInformer leads to runtime panics. A safer alternative is to pass
+// around a NodeTopologyIndexInformer instances that was obtained from a
+// SharedInformerFactory.
+func ToNodeTopologyIndexInformer(informer cache.SharedIndexInformer) NodeTopologyIndexInformer {
+	if informer, ok := informer.(NodeTopologyIndexInformer); ok {
+		return informer
+	}
+	return cache.NewTypedSharedIndexInformer[*apistopologyv1alpha1.NodeTopology](informer)
 }
