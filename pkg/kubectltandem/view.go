@@ -30,9 +30,9 @@ type Options struct {
 	// Model is the cost model (and its levels) pairs are priced with; the
 	// scheduler's PDAffinity levelPreset decides which.
 	Model topology.CostModel
-	// PromptTokens and KVCache size the KV cache one request moves.
-	PromptTokens int
-	KVCache      topology.KVCacheShape
+	// PromptTokens and BytesPerToken size the KV cache one request moves.
+	PromptTokens  int
+	BytesPerToken int64
 	// LabelPresets are the serving stacks whose labels name roles and
 	// groups; nil for all, as PDAffinity's default.
 	LabelPresets []string
@@ -48,10 +48,10 @@ type Options struct {
 // Llama-3-70B BF16 KV cache of a 4096-token prompt.
 func DefaultOptions() Options {
 	return Options{
-		Model:        topology.DefaultCostModel(),
-		PromptTokens: 4096,
-		KVCache:      topology.Llama3_70B_BF16(),
-		GPUResource:  "nvidia.com/gpu",
+		Model:         topology.DefaultCostModel(),
+		PromptTokens:  4096,
+		BytesPerToken: topology.Llama3_70B_BF16().BytesPerToken(),
+		GPUResource:   "nvidia.com/gpu",
 	}
 }
 
@@ -156,8 +156,8 @@ func Build(nodes []v1.Node, nts []topologyv1alpha1.NodeTopology, pods []v1.Pod, 
 	if o.PromptTokens <= 0 {
 		return nil, fmt.Errorf("prompt tokens %d must be positive", o.PromptTokens)
 	}
-	if err := o.KVCache.Validate(); err != nil {
-		return nil, fmt.Errorf("KV cache shape: %w", err)
+	if o.BytesPerToken <= 0 {
+		return nil, fmt.Errorf("KV cache bytes per token %d must be positive", o.BytesPerToken)
 	}
 	if o.GPUResource == "" {
 		o.GPUResource = "nvidia.com/gpu"
@@ -170,7 +170,7 @@ func Build(nodes []v1.Node, nts []topologyv1alpha1.NodeTopology, pods []v1.Pod, 
 		return nil, err
 	}
 	levels := o.Model.Levels
-	v := &View{PromptTokens: o.PromptTokens, KVBytes: o.KVCache.KVBytes(o.PromptTokens)}
+	v := &View{PromptTokens: o.PromptTokens, KVBytes: float64(o.PromptTokens) * float64(o.BytesPerToken)}
 	for _, l := range levels {
 		v.Levels = append(v.Levels, l.Name)
 	}
