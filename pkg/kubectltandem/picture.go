@@ -179,8 +179,14 @@ func writeSVG(b *strings.Builder, v *View) {
 				label, fill, stroke = "no "+name, "#f6f6f6", "#cccccc"
 			}
 			x0, x1 := x[nodes[i].Name]-4, x[nodes[j-1].Name]+nodeW+4
-			fmt.Fprintf(b, `<g class="domain" data-level="%s" data-domain="%s"><rect x="%d" y="%d" width="%d" height="%d" rx="4" fill="%s" stroke="%s"/><text x="%d" y="%d">%s</text></g>`+"\n",
-				esc(name), esc(value), x0, y, x1-x0, domainH, fill, stroke, x0+6, y+19, esc(clip(label, (x1-x0-12)/6)))
+			fits := (x1 - x0 - 12) / 6
+			shown := label
+			if len([]rune(label)) > fits && value != "" {
+				// The row says which level it is; a narrow box shows the value.
+				shown = value
+			}
+			fmt.Fprintf(b, `<g class="domain" data-level="%s" data-domain="%s"><title>%s</title><rect x="%d" y="%d" width="%d" height="%d" rx="4" fill="%s" stroke="%s"/><text x="%d" y="%d">%s</text></g>`+"\n",
+				esc(name), esc(value), esc(label), x0, y, x1-x0, domainH, fill, stroke, x0+6, y+19, esc(clip(shown, fits)))
 			i = j
 		}
 	}
