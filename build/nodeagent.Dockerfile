@@ -6,7 +6,7 @@
 # cross gcc rather than emulating the build:
 #   docker buildx build --platform linux/amd64,linux/arm64 -f build/nodeagent.Dockerfile \
 #     -t ghcr.io/tandem-sched/tandem-agent:v0.1.0 .
-FROM --platform=$BUILDPLATFORM golang:1.24-bookworm AS build
+FROM --platform=$BUILDPLATFORM golang:1.26-bookworm AS build
 ARG TARGETARCH BUILDARCH
 RUN if [ "$TARGETARCH" != "$BUILDARCH" ]; then \
       case "$TARGETARCH" in arm64) pkg=gcc-aarch64-linux-gnu;; amd64) pkg=gcc-x86-64-linux-gnu;; *) echo "no cross compiler for $TARGETARCH"; exit 1;; esac; \

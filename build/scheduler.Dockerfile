@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The tandem scheduler: a static binary on distroless, running as nonroot.
 #   docker build -f build/scheduler.Dockerfile -t ghcr.io/tandem-sched/tandem-scheduler:v0.1.0 .
-FROM --platform=$BUILDPLATFORM golang:1.24-bookworm AS build
+FROM --platform=$BUILDPLATFORM golang:1.26-bookworm AS build
 ARG TARGETOS=linux
 ARG TARGETARCH=amd64
 WORKDIR /src

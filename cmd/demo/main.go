@@ -19,9 +19,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	"github.com/tandem-sched/tandem/pkg/bench"
 	"github.com/tandem-sched/tandem/pkg/bench/run"
 	"github.com/tandem-sched/tandem/pkg/clusterdesc"
+	"github.com/tandem-sched/tandem/pkg/kubectltandem"
 	"github.com/tandem-sched/tandem/pkg/topology"
 )
 
@@ -35,8 +38,9 @@ func main() {
 	clusterFile := flag.String("cluster", "", "cluster description YAML (default: the embedded two-spine cluster)")
 	workloadFile := flag.String("workload", "", "workload description YAML (default: the embedded seven instances)")
 	verbose := flag.Bool("v-control-plane", false, "print the control plane's logs")
+	picture := flag.String("pairs-html", filepath.Join("bin", "demo-pairs.html"), "where to write `kubectl tandem pairs -o html` for tandem's run (\"\" for nowhere)")
 	flag.Parse()
-	if err := demo(*clusterFile, *workloadFile, *verbose); err != nil {
+	if err := demo(*clusterFile, *workloadFile, *picture, *verbose); err != nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		os.Exit(1)
 	}
@@ -49,7 +53,7 @@ func readOr(file string, embedded []byte) ([]byte, error) {
 	return os.ReadFile(file)
 }
 
-func demo(clusterFile, workloadFile string, verbose bool) error {
+func demo(clusterFile, workloadFile, picture string, verbose bool) error {
 	data, err := readOr(clusterFile, defaultCluster)
 	if err != nil {
 		return err
@@ -91,7 +95,13 @@ func demo(clusterFile, workloadFile string, verbose bool) error {
 
 	results := map[run.Profile]*run.Result{}
 	for _, p := range []run.Profile{run.Default, run.Tandem} {
-		res, err := run.Run(context.Background(), run.Options{Cluster: desc, Workload: wl, Profile: p, Settle: 10 * time.Second, Timeout: 3 * time.Minute, Log: logOut, Step: step})
+		var inspect func(context.Context, *rest.Config) error
+		if p == run.Tandem && picture != "" {
+			inspect = func(ctx context.Context, cfg *rest.Config) error {
+				return writePicture(ctx, cfg, a, wl, picture)
+			}
+		}
+		res, err := run.Run(context.Background(), run.Options{Cluster: desc, Workload: wl, Profile: p, Settle: 10 * time.Second, Timeout: 3 * time.Minute, Inspect: inspect, Log: logOut, Step: step})
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
@@ -100,6 +110,37 @@ func demo(clusterFile, workloadFile string, verbose bool) error {
 	step("searching for the best possible placement (exact, offline)")
 	opt, optErr := a.Optimum(nodes, wl.Instances(), 5_000_000)
 	report(os.Stdout, a, wl, nodes, results[run.Default], results[run.Tandem], opt, optErr)
+	if picture != "" {
+		fmt.Printf("\nThe fabric and tandem's pairs, as `kubectl tandem pairs -o html` drew them before the control plane stopped: %s\n", picture)
+	}
+	return nil
+}
+
+// writePicture writes what `kubectl tandem pairs -o html` shows of the
+// control plane, priced with the demo's cost model and request size.
+func writePicture(ctx context.Context, cfg *rest.Config, a bench.Analyzer, wl *bench.Workload, path string) error {
+	o := kubectltandem.DefaultOptions()
+	o.Model = a.Model
+	o.PromptTokens, o.BytesPerToken = wl.PromptTokens, wl.BytesPerToken()
+	v, err := kubectltandem.CollectFrom(ctx, cfg, o)
+	if err != nil {
+		return fmt.Errorf("reading the cluster for %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := kubectltandem.HTML(f, v); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	step("[%s] wrote the fabric and its pairs to %s", run.Tandem, path)
 	return nil
 }
 

@@ -130,17 +130,25 @@ func (c *Cluster) updateLocked(n *nodeState) {
 
 // freeSummary counts the free GPUs outside MIG and the most on one island.
 func (n *NodeGPUs) freeSummary(used Used) (free, largest int) {
-	for _, island := range n.Islands {
-		f := 0
-		for _, i := range island {
-			if !used[i] && !n.GPUs[i].MIG {
-				f++
-			}
-		}
+	for _, f := range n.FreeByIsland(used) {
 		free += f
 		largest = max(largest, f)
 	}
 	return free, largest
+}
+
+// FreeByIsland counts, for each of n.Islands, the GPUs neither used nor
+// MIG-partitioned: what a pod placed on the island could take.
+func (n *NodeGPUs) FreeByIsland(used Used) []int {
+	out := make([]int, len(n.Islands))
+	for k, island := range n.Islands {
+		for _, i := range island {
+			if (i >= len(used) || !used[i]) && !n.GPUs[i].MIG {
+				out[k]++
+			}
+		}
+	}
+	return out
 }
 
 // NodeView is what a caller may read of one node, copied under the lock.

@@ -2,7 +2,7 @@
 // out of tandem's go.mod: see bench_test.go.
 module github.com/tandem-sched/tandem/test/gangbench
 
-go 1.24.0
+go 1.25
 
 require (
 	github.com/spf13/cobra v1.9.1 // indirect

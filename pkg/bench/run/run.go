@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/component-base/metrics/testutil"
@@ -90,6 +91,9 @@ type Options struct {
 	// CPUProfile, when set, names the files the run's CPU profile segments
 	// are written to: cpu.pprof becomes cpu.000.pprof, cpu.001.pprof, ...
 	CPUProfile string
+	// Inspect, when set, is called once the pods are bound or settled,
+	// with a client config for the control plane, before it is torn down.
+	Inspect func(ctx context.Context, cfg *rest.Config) error
 	// Log receives the control plane's logs.
 	Log io.Writer
 	// Step reports progress.
@@ -250,6 +254,11 @@ func run(ctx context.Context, tb *controlplane.ProcessTB, o Options) (*Result, e
 		o.Step("[%s] %d/%d pods bound", o.Profile, bound, len(pods))
 	})
 	segments, profErr := prof.stop()
+	if o.Inspect != nil {
+		if err := o.Inspect(ctx, cp.Config); err != nil {
+			return nil, err
+		}
+	}
 	after, err := attempts(schedulerName)
 	if err != nil {
 		return nil, err

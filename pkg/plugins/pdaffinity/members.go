@@ -258,3 +258,30 @@ func (r *memberReader) readPresets(pod *v1.Pod) (Member, bool, error) {
 func LabelPresetNames() []string {
 	return sets.List(sets.KeySet(labelPresets))
 }
+
+// MemberReader reads pods' P/D membership the way PDAffinity does: tandem's
+// labels first, then the given label presets' (nil for all of them), the
+// unit from a PodGroup or unit-size label. Tools that show PDAffinity's
+// groups use it, so that they group pods exactly as the scheduler does.
+type MemberReader struct {
+	r *memberReader
+}
+
+// NewMemberReader returns a reader for the named label presets; nil means
+// every preset, as PDAffinity's default does.
+func NewMemberReader(presetNames []string) (*MemberReader, error) {
+	if presetNames == nil {
+		presetNames = LabelPresetNames()
+	}
+	r, err := newMemberReader(presetNames)
+	if err != nil {
+		return nil, err
+	}
+	return &MemberReader{r: r}, nil
+}
+
+// Read returns the pod's membership, ok=false when the pod is in no P/D
+// group, or an error that names the malformed label.
+func (m *MemberReader) Read(pod *v1.Pod) (Member, bool, error) {
+	return m.r.read(pod)
+}
