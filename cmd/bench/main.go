@@ -358,10 +358,10 @@ func print(w io.Writer, rep Report) {
 	fmt.Fprintln(w)
 
 	b := rep.Bound
-	fmt.Fprintf(w, "Lower bound (each decode alone with one prefill of its instance on the GPUs free at the start): mean KV transfer %s, NVLink share at most %.0f%%, over %d decodes",
-		bench.Millis(b.Mean), 100*b.NVLinkShare, b.Decodes)
+	fmt.Fprintf(w, "Lower bound (each prefill→decode pair alone on the GPUs free at the start): mean KV transfer %s, NVLink share at most %.0f%%, over %d pairs",
+		bench.Millis(b.Mean), 100*b.NVLinkShare, b.Pairs)
 	if b.Infeasible > 0 {
-		fmt.Fprintf(w, "; %d decodes can be paired nowhere", b.Infeasible)
+		fmt.Fprintf(w, "; %d pairs can be made nowhere", b.Infeasible)
 	}
 	fmt.Fprintln(w, ".")
 	if rep.Optimum != nil {
@@ -370,13 +370,13 @@ func print(w io.Writer, rep Report) {
 		if !opt.Proven {
 			proven = "search budget exhausted: best found, not proven"
 		}
-		fmt.Fprintf(w, "Offline optimum (%s, %d search nodes): %d instances left out (%d GPUs), mean KV transfer %s over %d decodes.\n",
-			proven, opt.Expansions, opt.Unplaced, opt.UnplacedGPUs, bench.Millis(opt.Mean), opt.Decodes)
+		fmt.Fprintf(w, "Offline optimum (%s, %d search nodes): %d instances left out (%d GPUs), mean KV transfer %s over %d pairs.\n",
+			proven, opt.Expansions, opt.Unplaced, opt.UnplacedGPUs, bench.Millis(opt.Mean), opt.Pairs)
 	} else {
 		fmt.Fprintf(w, "Offline optimum skipped: %s.\n", rep.Skipped)
 	}
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, "profile\tKV mean\tbound on its decodes\tmean ÷ bound\tNVLink share\tbound share\tshare ÷ bound\t")
+	fmt.Fprint(tw, "profile\tKV mean\tbound on its pairs\tmean ÷ bound\tNVLink share\tbound share\tshare ÷ bound\t")
 	if rep.Optimum != nil {
 		fmt.Fprint(tw, "mean ÷ optimum\t")
 	}

@@ -137,33 +137,39 @@ func TestAnalyzePairs(t *testing.T) {
 	a := analyzer(4)
 	nodes := tinyNodes(t)
 	pods := []Pod{
-		{Name: "u-p0", Instance: "u", Role: RolePrefill, GPUs: 4, Node: "a-0"},
-		{Name: "u-p1", Instance: "u", Role: RolePrefill, GPUs: 4, Node: "t-0"},
-		{Name: "u-d0", Instance: "u", Role: RoleDecode, GPUs: 4, Node: "a-0"}, // nvlink via a-0
-		{Name: "u-d1", Instance: "u", Role: RoleDecode, GPUs: 4, Node: "t-1"}, // nvlink via rack
-		{Name: "u-d2", Instance: "u", Role: RoleDecode, GPUs: 4, Node: "a-1"}, // leaf
-		{Name: "u-d3", Instance: "u", Role: RoleDecode, GPUs: 4, Node: "b"},   // spine
+		// A pool: each decode from its nearest prefill.
+		{Name: "u-p0", Instance: "u", Role: RolePrefill, GPUs: 4, Node: "a-0", Pool: true},
+		{Name: "u-p1", Instance: "u", Role: RolePrefill, GPUs: 4, Node: "t-0", Pool: true},
+		{Name: "u-d0", Instance: "u", Role: RoleDecode, GPUs: 4, Node: "a-0", Pool: true}, // nvlink via a-0
+		{Name: "u-d1", Instance: "u", Role: RoleDecode, GPUs: 4, Node: "t-1", Pool: true}, // nvlink via rack
+		{Name: "u-d2", Instance: "u", Role: RoleDecode, GPUs: 4, Node: "a-1", Pool: true}, // leaf
+		{Name: "u-d3", Instance: "u", Role: RoleDecode, GPUs: 4, Node: "b", Pool: true},   // spine
 		{Name: "v-p0", Instance: "v", Role: RolePrefill, GPUs: 4, Node: "b"},
 		{Name: "v-d0", Instance: "v", Role: RoleDecode, GPUs: 4, Node: "c"}, // GPUDirect broken
 		{Name: "v-d1", Instance: "v", Role: RoleDecode, GPUs: 4, Node: "x"}, // other zone
 		{Name: "w-d0", Instance: "w", Role: RoleDecode, GPUs: 4, Node: "x"}, // no prefill bound
 		{Name: "w-p0", Instance: "w", Role: RolePrefill, GPUs: 4},
+		// A replica unit: its decode pairs with both prefills.
+		{Name: "r-p0", Instance: "r", Role: RolePrefill, GPUs: 2, Node: "a-1"},
+		{Name: "r-p1", Instance: "r", Role: RolePrefill, GPUs: 2, Node: "b"},
+		{Name: "r-d0", Instance: "r", Role: RoleDecode, GPUs: 4, Node: "a-1"}, // nvlink from r-p0, spine from r-p1
 	}
 	q := a.Analyze(nodes, pods)
 	require.Equal(t, 1, q.Pending)
-	require.Equal(t, 10, q.Bound)
-	want := map[topology.PathClass]int{"nvlink-domain": 2, "leaf": 1, "spine": 1, "host-bounce": 1, "none": 1, PathClassUnpaired: 1}
+	require.Equal(t, 13, q.Bound)
+	want := map[topology.PathClass]int{"nvlink-domain": 3, "leaf": 1, "spine": 2, "host-bounce": 1, "none": 1, PathClassUnpaired: 1}
 	require.Equal(t, want, q.Classes)
-	require.InDelta(t, 2.0/6, q.Share("nvlink-domain"), 1e-9)
+	require.InDelta(t, 3.0/8, q.Share("nvlink-domain"), 1e-9)
 	kv := a.KVBytes
 	m := a.Model
 	times := []time.Duration{m.TransferTime(kv, "nvlink-domain"), m.TransferTime(kv, "nvlink-domain"), m.TransferTime(kv, "leaf"),
-		m.TransferTime(kv, "spine"), m.TransferTime(kv, topology.PathHostBounce), m.TransferTime(kv, topology.PathNone)}
+		m.TransferTime(kv, "spine"), m.TransferTime(kv, topology.PathHostBounce), m.TransferTime(kv, topology.PathNone),
+		m.TransferTime(kv, "nvlink-domain"), m.TransferTime(kv, "spine")}
 	var total time.Duration
 	for _, d := range times {
 		total += d
 	}
-	require.Equal(t, total/6, q.MeanTransfer)
+	require.Equal(t, total/8, q.MeanTransfer)
 	require.Equal(t, m.TransferTime(kv, topology.PathNone), q.P99Transfer)
 	require.Equal(t, "u-p0", q.Pairs[0].Prefill)
 	require.Equal(t, "u-p1", q.Pairs[1].Prefill)
@@ -212,6 +218,11 @@ nodes:
 	unit := func(name string, count, p, pg, d, dg int) Unit {
 		return Unit{Name: name, Count: count, Mode: ModeReplica, Prefill: Engine{p, pg}, Decode: Engine{d, dg}}
 	}
+	pool := func(name string, count, p, pg, d, dg int) Unit {
+		u := unit(name, count, p, pg, d, dg)
+		u.Mode = ModePool
+		return u
+	}
 	tests := []struct {
 		name     string
 		units    []Unit
@@ -226,8 +237,14 @@ nodes:
 		// nowhere else) and one TP4 unit the rack. Leaving out the TP8 pair
 		// instead would be cheaper per transfer but strand 16 GPUs of demand.
 		{"big and small", []Unit{unit("s", 2, 1, 4, 1, 4), unit("b", 1, 1, 8, 1, 8)}, 1, leaf + nv},
-		// 2P2D TP4: 16 GPUs; on one board pair each decode has a prefill on its own board.
-		{"2P2D", []Unit{unit("m", 1, 2, 4, 2, 4)}, 0, 2 * nv},
+		// 2P2D TP4: 16 GPUs, more than one NVLink domain holds. A prefill
+		// and a decode on each board: of the four pairs, two share a board
+		// and two cross the leaf (the rack would cross the spine).
+		{"2P2D", []Unit{unit("m", 1, 2, 4, 2, 4)}, 0, 2*nv + 2*leaf},
+		// The same as a pool: each decode from the prefill on its board.
+		{"2P2D pool", []Unit{pool("m", 1, 2, 4, 2, 4)}, 0, 2 * nv},
+		// 2P1D TP2/TP4 fits one board: both of its pairs on NVLink.
+		{"2P1D on one board", []Unit{unit("m", 1, 2, 2, 1, 4)}, 0, 2 * nv},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -309,4 +326,49 @@ func TestExampleWorkloadsMixSizesAndModes(t *testing.T) {
 		modes[u.Mode] = true
 	}
 	require.Equal(t, map[Mode]bool{ModeReplica: true, ModePool: true}, modes)
+}
+
+// The optimum's placement fits: no island gets more GPUs than it had free,
+// and its total is what the placement costs, on partly used clusters where
+// the search backtracks across instances.
+func TestOptimumPlacementFits(t *testing.T) {
+	wl := &Workload{Units: []Unit{
+		{Name: "chat", Count: 1, Mode: ModeReplica, Prefill: Engine{1, 2}, Decode: Engine{1, 4}},
+		{Name: "summarize", Count: 1, Mode: ModeReplica, Prefill: Engine{2, 2}, Decode: Engine{1, 4}},
+		{Name: "code", Count: 1, Mode: ModeReplica, Prefill: Engine{1, 8}, Decode: Engine{1, 8}},
+		{Name: "assist", Count: 1, Mode: ModePool, Prefill: Engine{4, 2}, Decode: Engine{8, 2}},
+	}}
+	wl.Default()
+	for seed := uint64(1); seed <= 4; seed++ {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			desc, err := GenerateCluster(16)
+			require.NoError(t, err)
+			built := desc.Build(time.Now())
+			_, err = HoldGPUs(built, 0.6, seed)
+			require.NoError(t, err)
+			nodes := NodesOf(built)
+			a := analyzer(2)
+			opt, err := a.Optimum(nodes, wl.Instances(), 300_000)
+			require.NoError(t, err)
+			used := map[string][]int{}
+			for _, p := range opt.Pods {
+				if p.Node != "" {
+					used[p.Node] = append(used[p.Node], p.GPUs)
+				}
+			}
+			for _, n := range nodes {
+				free := n.FreeIslands()
+				for _, g := range used[n.Name] {
+					i := tightest(free, g)
+					require.GreaterOrEqual(t, i, 0, "node %s: pods of %v GPUs on islands with %v free", n.Name, used[n.Name], n.FreeIslands())
+					free[i] -= g
+				}
+			}
+			var sum time.Duration
+			for _, p := range a.Analyze(nodes, opt.Pods).Pairs {
+				sum += p.Transfer
+			}
+			require.InDelta(t, float64(opt.Total), float64(sum), 1, "the reported total is the placement's")
+		})
+	}
 }

@@ -20,33 +20,32 @@ type PairBound struct {
 	Feasible bool `json:"feasible"`
 }
 
-// Bound is a lower bound on the modeled KV-transfer time of every decode,
-// from a relaxation: each decode on its own, with one prefill of its
-// instance, on the cluster's GPUs free before the workload (held GPUs
+// Bound is a lower bound on the modeled KV-transfer time of every
+// prefill→decode pair (Instance.Pairs), from a relaxation: each pair on its
+// own, on the cluster's GPUs free before the workload (held GPUs
 // removed), counted per node (NVLink islands ignored, as kube-scheduler's
 // NodeResourcesFit ignores them), and without the other pods of its own or
 // any other instance. Every real placement puts each paired decode and its
 // prefill on two nodes (or one) that had room for them at the start, so no
-// decode can be paired faster than its instance's PairBound, whatever the
-// scheduler.
+// pair can be faster than its instance's PairBound, whatever the scheduler.
 type Bound struct {
 	Instances map[string]PairBound `json:"instances"`
-	// Mean is over every decode of the workload whose instance is feasible;
+	// Mean is over every pair of the workload whose instance is feasible;
 	// NVLinkShare is the share of those whose bound class is NVLink.
 	Mean        time.Duration `json:"meanTransferNanos"`
 	NVLinkShare float64       `json:"nvlinkShare"`
-	Decodes     int           `json:"decodes"`
-	// Infeasible counts decodes whose instance no node pair can hold.
-	Infeasible int `json:"infeasibleDecodes"`
+	Pairs       int           `json:"pairs"`
+	// Infeasible counts pairs whose instance no node pair can hold.
+	Infeasible int `json:"infeasiblePairs"`
 }
 
-// BoundOver is the bound restricted to the decodes one placement paired.
+// BoundOver is the bound restricted to the pairs one placement made.
 type BoundOver struct {
 	// Mean is a lower bound on that placement's mean KV transfer, and
 	// NVLinkShare an upper bound on its share of NVLink pairs.
 	Mean        time.Duration `json:"meanTransferNanos"`
 	NVLinkShare float64       `json:"nvlinkShare"`
-	Decodes     int           `json:"decodes"`
+	Pairs       int           `json:"pairs"`
 }
 
 // IsNVLink reports whether c is the NVLink-domain class or a finer level.
@@ -153,19 +152,20 @@ func (a Analyzer) Bound(nodes []Node, instances []Instance) Bound {
 	for _, in := range instances {
 		pb := best[index[pairShape{in.Unit.Prefill.GPUs, in.Unit.Decode.GPUs}]]
 		b.Instances[in.Name] = pb
+		pairs := in.Pairs()
 		if !pb.Feasible {
-			b.Infeasible += in.Unit.Decode.Replicas
+			b.Infeasible += pairs
 			continue
 		}
-		b.Decodes += in.Unit.Decode.Replicas
-		total += time.Duration(in.Unit.Decode.Replicas) * pb.Transfer
+		b.Pairs += pairs
+		total += time.Duration(pairs) * pb.Transfer
 		if a.IsNVLink(pb.Class) {
-			nvlink += in.Unit.Decode.Replicas
+			nvlink += pairs
 		}
 	}
-	if b.Decodes > 0 {
-		b.Mean = total / time.Duration(b.Decodes)
-		b.NVLinkShare = float64(nvlink) / float64(b.Decodes)
+	if b.Pairs > 0 {
+		b.Mean = total / time.Duration(b.Pairs)
+		b.NVLinkShare = float64(nvlink) / float64(b.Pairs)
 	}
 	return b
 }
@@ -185,15 +185,15 @@ func (b Bound) Over(a Analyzer, q Quality) BoundOver {
 			// itself shows a node pair that holds it.
 			continue
 		}
-		out.Decodes++
+		out.Pairs++
 		total += pb.Transfer
 		if a.IsNVLink(pb.Class) {
 			nvlink++
 		}
 	}
-	if out.Decodes > 0 {
-		out.Mean = total / time.Duration(out.Decodes)
-		out.NVLinkShare = float64(nvlink) / float64(out.Decodes)
+	if out.Pairs > 0 {
+		out.Mean = total / time.Duration(out.Pairs)
+		out.NVLinkShare = float64(nvlink) / float64(out.Pairs)
 	}
 	return out
 }

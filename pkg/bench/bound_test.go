@@ -42,11 +42,12 @@ nodes:
 	require.False(t, b.Instances["huge"].Feasible)
 	require.Equal(t, topology.PathClass("nvlink-domain"), b.Instances["small"].Class)
 
-	// 1 + 2 + 1 + 3 feasible decodes.
-	require.Equal(t, 7, b.Decodes)
+	// Every prefill→decode pair of a replica unit counts: 1 + 2 + 1 + 2×3
+	// feasible pairs, and huge's one pair infeasible.
+	require.Equal(t, 10, b.Pairs)
 	require.Equal(t, 1, b.Infeasible)
-	require.Equal(t, (price("leaf")+2*price("nvlink-domain")+price("spine")+3*price("nvlink-domain"))/7, b.Mean)
-	require.InDelta(t, 5.0/7, b.NVLinkShare, 1e-9)
+	require.Equal(t, (price("leaf")+2*price("nvlink-domain")+price("spine")+6*price("nvlink-domain"))/10, b.Mean)
+	require.InDelta(t, 8.0/10, b.NVLinkShare, 1e-9)
 
 	// Over a placement's paired decodes only: here one of pair4 (paired
 	// across the spine) and one of small; an unpaired decode does not count.
@@ -56,7 +57,7 @@ nodes:
 		{Decode: "small-decode-1", Instance: "small", Class: PathClassUnpaired, Transfer: -1},
 	}}
 	over := b.Over(a, q)
-	require.Equal(t, 2, over.Decodes)
+	require.Equal(t, 2, over.Pairs)
 	require.Equal(t, (price("leaf")+price("nvlink-domain"))/2, over.Mean)
 	require.InDelta(t, 0.5, over.NVLinkShare, 1e-9)
 }
@@ -95,7 +96,7 @@ nodes:
 	}{
 		{"three 1P1D TP4", []Instance{replica("s0", 1, 4, 1, 4), replica("s1", 1, 4, 1, 4), replica("s2", 1, 4, 1, 4)}},
 		{"1P1D TP8", []Instance{replica("b", 1, 8, 1, 8)}},
-		{"2P2D TP4", []Instance{replica("m", 2, 4, 2, 4)}},
+		{"2P1D TP2/TP4", []Instance{replica("m", 2, 2, 1, 4)}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			opt, err := a.Optimum(nodes, tt.instances, 0)
@@ -104,7 +105,7 @@ nodes:
 			require.Zero(t, opt.Unplaced)
 			b := a.Bound(nodes, tt.instances)
 			require.Equal(t, opt.Mean, b.Mean)
-			require.Equal(t, opt.Decodes, b.Decodes)
+			require.Equal(t, opt.Pairs, b.Pairs)
 		})
 	}
 	// With contention the bound stays below: 1P2D TP4 has room for one

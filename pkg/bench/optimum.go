@@ -19,15 +19,16 @@ const (
 )
 
 // Optimum is the best offline placement of a workload: the fewest GPUs left
-// out (instances are placed whole), then the least total modeled KV-transfer time over all decodes,
-// each decode paired with the nearest prefill of its instance.
+// out (instances are placed whole), then the least total modeled KV-transfer time over all
+// prefill→decode pairs (Instance.Pairs: every pair of a replica unit, each
+// decode of a pool with its nearest prefill).
 type Optimum struct {
 	// Unplaced is the number of instances the best placement leaves out,
 	// and UnplacedGPUs what they ask for.
 	Unplaced     int `json:"unplacedInstances"`
 	UnplacedGPUs int `json:"unplacedGPUs"`
-	Decodes      int `json:"decodes"`
-	// Total is the summed transfer time of the placed decodes.
+	Pairs        int `json:"pairs"`
+	// Total is the summed transfer time of the placed instances' pairs.
 	Total time.Duration `json:"totalTransferNanos"`
 	Mean  time.Duration `json:"meanTransferNanos"`
 	// Proven is false when the search ran out of budget: Total is then only
@@ -66,8 +67,8 @@ func (a Analyzer) Optimum(nodes []Node, instances []Instance, budget int) (*Opti
 	out := s.best
 	out.Proven = s.expansions <= s.budget
 	out.Expansions = s.expansions
-	if out.Decodes > 0 {
-		out.Mean = out.Total / time.Duration(out.Decodes)
+	if out.Pairs > 0 {
+		out.Mean = out.Total / time.Duration(out.Pairs)
 	}
 	return out, nil
 }
@@ -80,13 +81,13 @@ type search struct {
 	minCost   float64
 	class     []int   // symmetry class of each node
 	free      [][]int // free GPUs per island
-	// decodesFrom[k] is the number of decodes in instances k and later.
-	decodesFrom []int
-	chosen      []int // node of each pod of the current instance
-	onNode      [][2]int
-	budget      int
-	expansions  int
-	placement   [][]int // node of every pod, per instance; nil when left out
+	// pairsFrom[k] is the number of pairs in instances k and later.
+	pairsFrom  []int
+	chosen     []int // node of each pod of the current instance
+	onNode     [][2]int
+	budget     int
+	expansions int
+	placement  [][]int // node of every pod, per instance; nil when left out
 
 	best *Optimum
 }
@@ -115,11 +116,11 @@ func newSearch(a Analyzer, nodes []Node, instances []Instance, budget int) *sear
 			}
 		}
 	}
-	s.decodesFrom = make([]int, len(instances)+1)
+	s.pairsFrom = make([]int, len(instances)+1)
 	for k := len(instances) - 1; k >= 0; k-- {
 		pods := instances[k].Pods()
 		s.pods = append([][]Pod{pods}, s.pods...)
-		s.decodesFrom[k] = s.decodesFrom[k+1] + instances[k].Unit.Decode.Replicas
+		s.pairsFrom[k] = s.pairsFrom[k+1] + instances[k].Pairs()
 	}
 	s.onNode = make([][2]int, n)
 	s.placement = make([][]int, len(instances))
@@ -158,12 +159,12 @@ func (s *search) instance(k, unplaced int, cost float64) {
 		s.record(unplaced, cost)
 		return
 	}
-	if !s.worse(unplaced, cost+float64(s.decodesFrom[k])*s.minCost) {
+	if !s.worse(unplaced, cost+float64(s.pairsFrom[k])*s.minCost) {
 		s.chosen = s.chosen[:0]
 		s.pod(k, 0, unplaced, cost)
 	}
 	gpus := s.instances[k].Unit.GPUs()
-	if !s.worse(unplaced+gpus, cost+float64(s.decodesFrom[k+1])*s.minCost) {
+	if !s.worse(unplaced+gpus, cost+float64(s.pairsFrom[k+1])*s.minCost) {
 		s.placement[k] = nil
 		s.instance(k+1, unplaced+gpus, cost)
 	}
@@ -178,12 +179,12 @@ func (s *search) record(unplaced int, cost float64) {
 		if s.placement[k] == nil {
 			best.Unplaced++
 		}
+		if s.placement[k] != nil {
+			best.Pairs += s.instances[k].Pairs()
+		}
 		for j, p := range s.pods[k] {
 			if s.placement[k] != nil {
 				p.Node = s.nodes[s.placement[k][j]].Name
-				if p.Role == RoleDecode {
-					best.Decodes++
-				}
 			}
 			best.Pods = append(best.Pods, p)
 		}
@@ -199,7 +200,12 @@ func (s *search) pod(k, j, unplaced int, cost float64) {
 		for _, i := range s.chosen {
 			s.onNode[i] = [2]int{}
 		}
+		// The later instances choose in a slice of their own: this one's
+		// choices are still needed when the search returns to them.
+		mine := s.chosen
+		s.chosen = nil
 		s.instance(k+1, unplaced, cost)
+		s.chosen = mine
 		for j, i := range s.chosen {
 			s.onNode[i][roleIndex(pods[j].Role)]++
 		}
@@ -210,6 +216,13 @@ func (s *search) pod(k, j, unplaced int, cost float64) {
 		return
 	}
 	p := pods[j]
+	pool := s.instances[k].Unit.Mode == ModePool
+	// A decode's pairs: one (its nearest prefill) in a pool, every prefill
+	// of the instance otherwise. Prefills come first, so all are placed.
+	perDecode := 1
+	if !pool {
+		perDecode = s.instances[k].Unit.Prefill.Replicas
+	}
 	from := 0
 	if j > 0 && pods[j-1].Role == p.Role && pods[j-1].GPUs == p.GPUs {
 		from = s.chosen[j-1]
@@ -235,9 +248,16 @@ func (s *search) pod(k, j, unplaced int, cost float64) {
 		c := candidate{node: i, island: island, free: s.free[i][island]}
 		if p.Role == RoleDecode {
 			c.cost = math.Inf(1)
+			if !pool {
+				c.cost = 0
+			}
 			for jj := 0; jj < j; jj++ {
 				if pods[jj].Role == RolePrefill {
-					c.cost = math.Min(c.cost, s.cost[s.chosen[jj]][i])
+					if pool {
+						c.cost = math.Min(c.cost, s.cost[s.chosen[jj]][i])
+					} else {
+						c.cost += s.cost[s.chosen[jj]][i]
+					}
 				}
 			}
 		} else {
@@ -258,16 +278,13 @@ func (s *search) pod(k, j, unplaced int, cost float64) {
 		if p.Role == RoleDecode {
 			added = c.cost
 		}
-		decodesLeft := s.decodesFrom[k+1]
-		for jj := j; jj < len(pods); jj++ {
+		pairsLeft := s.pairsFrom[k+1]
+		for jj := j + 1; jj < len(pods); jj++ {
 			if pods[jj].Role == RoleDecode {
-				decodesLeft++
+				pairsLeft += perDecode
 			}
 		}
-		if p.Role == RoleDecode {
-			decodesLeft--
-		}
-		if s.worse(unplaced, cost+added+float64(decodesLeft)*s.minCost) {
+		if s.worse(unplaced, cost+added+float64(pairsLeft)*s.minCost) {
 			continue
 		}
 		s.free[c.node][c.island] -= p.GPUs

@@ -37,6 +37,9 @@ type Pod struct {
 	Role     Role   `json:"role"`
 	GPUs     int    `json:"gpus"`
 	Node     string `json:"node,omitempty"`
+	// Pool: the pod's instance is a pool, whose decodes are priced from
+	// their nearest prefill; otherwise from each prefill of the instance.
+	Pool bool `json:"pool,omitempty"`
 }
 
 // Node is what the analysis needs of a node.
@@ -120,7 +123,8 @@ func HeldGPUs(nodes []Node) int {
 	return total
 }
 
-// Pair is a decode and the nearest bound prefill of its instance.
+// Pair is a decode and one bound prefill of its instance: each of them for
+// a replica unit, the nearest for a pool (see Instance.Pairs).
 type Pair struct {
 	Decode   string `json:"decode"`
 	Instance string `json:"instance"`
@@ -206,23 +210,32 @@ func (a Analyzer) Analyze(nodes []Node, pods []Pod) Quality {
 		if d.Role != RoleDecode || d.Node == "" {
 			continue
 		}
-		pair := Pair{Decode: d.Name, DecodeNode: d.Node, Instance: d.Instance, Class: PathClassUnpaired, Transfer: -1}
+		unpaired := Pair{Decode: d.Name, DecodeNode: d.Node, Instance: d.Instance, Class: PathClassUnpaired, Transfer: -1}
+		nearest := unpaired
+		var pairs []Pair
 		for _, p := range prefills[d.Instance] {
 			pn, dn := byName[p.Node], byName[d.Node]
 			if pn == nil || dn == nil {
 				continue
 			}
 			c := a.Class(pn.Labels, dn.Labels)
-			t := a.Model.TransferTime(a.KVBytes, c)
-			if pair.Transfer < 0 || t < pair.Transfer {
-				pair.Prefill, pair.PrefillNode, pair.Class, pair.Transfer = p.Name, p.Node, c, t
+			pair := unpaired
+			pair.Prefill, pair.PrefillNode, pair.Class, pair.Transfer = p.Name, p.Node, c, a.Model.TransferTime(a.KVBytes, c)
+			pairs = append(pairs, pair)
+			if nearest.Transfer < 0 || pair.Transfer < nearest.Transfer {
+				nearest = pair
 			}
 		}
-		q.Classes[pair.Class]++
-		q.Pairs = append(q.Pairs, pair)
-		if pair.Transfer >= 0 {
-			times = append(times, pair.Transfer)
-			total += pair.Transfer
+		if d.Pool || len(pairs) == 0 {
+			pairs = []Pair{nearest}
+		}
+		for _, pair := range pairs {
+			q.Classes[pair.Class]++
+			q.Pairs = append(q.Pairs, pair)
+			if pair.Transfer >= 0 {
+				times = append(times, pair.Transfer)
+				total += pair.Transfer
+			}
 		}
 	}
 	if len(times) > 0 {

@@ -231,6 +231,17 @@ func (w *Workload) Instances() []Instance {
 	return out
 }
 
+// Pairs is how many prefill→decode pairs the instance's KV transfers are
+// priced over: every pair of a replica unit (its proxy sends requests
+// through all of them), or each decode of a pool with its nearest prefill
+// (the router can pair a decode with the prefill beside it).
+func (in Instance) Pairs() int {
+	if in.Unit.Mode == ModePool {
+		return in.Unit.Decode.Replicas
+	}
+	return in.Unit.Prefill.Replicas * in.Unit.Decode.Replicas
+}
+
 // Pods is the instance's pods, prefills first.
 func (in Instance) Pods() []Pod {
 	var out []Pod
@@ -239,7 +250,7 @@ func (in Instance) Pods() []Pod {
 		e    Engine
 	}{{RolePrefill, in.Unit.Prefill}, {RoleDecode, in.Unit.Decode}} {
 		for j := 0; j < r.e.Replicas; j++ {
-			out = append(out, Pod{Name: fmt.Sprintf("%s-%s-%d", in.Name, r.role, j), Instance: in.Name, Role: r.role, GPUs: r.e.GPUs})
+			out = append(out, Pod{Name: fmt.Sprintf("%s-%s-%d", in.Name, r.role, j), Instance: in.Name, Role: r.role, GPUs: r.e.GPUs, Pool: in.Unit.Mode == ModePool})
 		}
 	}
 	return out

@@ -43,15 +43,21 @@ type UnitSpec struct {
 	// yet: the packing leaves their GPUs alone, and they count in no cost.
 	// A held pod that no longer fits its node holds nothing.
 	Held []UnitPod
+	// Nearest prices each decode from its nearest prefill alone: a pool,
+	// whose router can pair a decode with the prefill beside it. Otherwise
+	// every prefill→decode pair of the unit counts: a replica unit's proxy
+	// sends requests through all of them.
+	Nearest bool
 }
 
 // Plan is where every pod of a unit goes.
 type Plan struct {
 	// Nodes maps every pod, placed or planned, to its node.
 	Nodes map[string]string
-	// Cost is the unit's modeled KV-transfer cost: over its decodes, the
-	// seconds per byte from the nearest prefill. LowerBound is the cost with
-	// every decode beside a prefill on the finest level; a plan with
+	// Cost is the unit's modeled KV-transfer cost in seconds per byte,
+	// summed over its prefill→decode pairs: every pair of a replica unit, or
+	// each decode and its nearest prefill (UnitSpec.Nearest). LowerBound is
+	// the cost with every pair on the finest level; a plan with
 	// Cost == LowerBound is optimal.
 	Cost, LowerBound float64
 	// Level is the finest level whose one domain holds the whole unit (-1:
@@ -124,7 +130,11 @@ func (p *planner) plan() (*Plan, error) {
 		return s.Pods[p.pending[a]].Request.Count > s.Pods[p.pending[b]].Request.Count
 	})
 	if prefills > 0 && len(p.v.levels) > 0 {
-		p.lowerBound = float64(decodes) / p.v.levels[len(p.v.levels)-1].Bandwidth
+		pairs := decodes
+		if !s.Nearest {
+			pairs *= prefills
+		}
+		p.lowerBound = float64(pairs) / p.v.levels[len(p.v.levels)-1].Bandwidth
 	}
 	if len(p.pending) == 0 {
 		nodes := map[string]string{}
@@ -179,16 +189,21 @@ func (p *planner) result(nodes map[string]string, level int, domain string) *Pla
 		if d.Prefill {
 			continue
 		}
-		best := math.Inf(1)
+		best, all := math.Inf(1), 0.0
 		for _, pf := range p.spec.Pods {
 			if !pf.Prefill {
 				continue
 			}
 			c := 1 / p.model.Bandwidth(p.v.classifyLocked(nodes[pf.Name], nodes[d.Name]))
 			best = min(best, c)
+			all += c
 		}
-		if !math.IsInf(best, 1) {
+		switch {
+		case math.IsInf(best, 1):
+		case p.spec.Nearest:
 			plan.Cost += best
+		default:
+			plan.Cost += all
 		}
 	}
 	return plan

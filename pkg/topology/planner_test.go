@@ -94,7 +94,10 @@ func TestPlanTakesAWholeFreeLeafOverPartlyUsedOnes(t *testing.T) {
 		require.Regexp(t, "^l3-", node, "pod %s", pod)
 	}
 	require.Equal(t, map[topology.PathClass]int{topology.LevelNVLinkDomain: 4}, classes(v, spec, plan))
-	require.True(t, plan.Optimal())
+	// Of the 16 pairs, the 4 within a board are NVLink and the rest stay on
+	// the leaf: the least any placement of 32 GPUs on 8-GPU boards costs.
+	m := topology.DefaultCostModel()
+	require.InDelta(t, 4/m.Bandwidth("nvlink-domain")+12/m.Bandwidth("leaf"), plan.Cost, 1e-9*plan.Cost)
 }
 
 func TestPlanRackUnderTwoLeavesIsOneNVLinkDomain(t *testing.T) {
@@ -351,4 +354,28 @@ func TestPlanLeavesHeldGPUsAlone(t *testing.T) {
 	plan3, err := v.PlanUnit(topology.DefaultCostModel(), second)
 	require.NoError(t, err)
 	require.Equal(t, "a", plan3.Nodes["u2/p"])
+}
+
+// A replica unit is priced over every prefill→decode pair, a pool over each
+// decode's nearest prefill: 2P2D of TP4 engines needs two boards, and of
+// its four pairs two cross the leaf however it is placed.
+func TestPlanPricesReplicaUnitsOverEveryPair(t *testing.T) {
+	_, v := clusterOf(t, `nodes:
+- {name: a, count: 2, shape: hgx-h100, zone: z1, spine: s1, leaf: l1}
+`)
+	model := topology.DefaultCostModel()
+	nv, leaf := 1/model.Bandwidth("nvlink-domain"), 1/model.Bandwidth("leaf")
+	spec := unit(unitPod("u/p0", true, 4), unitPod("u/p1", true, 4), unitPod("u/d0", false, 4), unitPod("u/d1", false, 4))
+	plan, err := v.PlanUnit(model, spec)
+	require.NoError(t, err)
+	require.InDelta(t, 2*nv+2*leaf, plan.Cost, 1e-12*plan.Cost)
+	require.InDelta(t, 4*nv, plan.LowerBound, 1e-12*plan.LowerBound)
+	require.False(t, plan.Optimal(), "no placement puts all four pairs on NVLink")
+	require.NotEqual(t, plan.Nodes["u/p0"], plan.Nodes["u/p1"], "a prefill beside each decode")
+
+	spec.Nearest = true
+	plan, err = v.PlanUnit(model, spec)
+	require.NoError(t, err)
+	require.InDelta(t, 2*nv, plan.Cost, 1e-12*plan.Cost)
+	require.True(t, plan.Optimal())
 }

@@ -95,7 +95,7 @@ func (pl *PDAffinity) poolCandidates(ctx context.Context, pod *v1.Pod, m Member,
 		return nil, nil
 	}
 	me := topology.UnitPod{Name: podKey(pod), Prefill: m.Role == RolePrefill, Request: req}
-	spec := topology.UnitSpec{Pods: []topology.UnitPod{me}, RequiredLevel: -1,
+	spec := topology.UnitSpec{Pods: []topology.UnitPod{me}, RequiredLevel: -1, Nearest: true,
 		ForbidSameNode: pl.args.SameNode == config.SameNodeForbid, Usable: pl.src.Fresh()}
 	for i := range partnersPerPod(m.Role, s.ratio) {
 		spec.Pods = append(spec.Pods, topology.UnitPod{Name: fmt.Sprintf("%spartner-%d", placeholderPrefix, i), Prefill: !me.Prefill, Request: req})
@@ -223,7 +223,7 @@ func (pl *PDAffinity) forbidBesidePlaced(p *planned, s *preFilterState) {
 // with the pod first, then the others of its role (own) and those of the
 // other role (other).
 func (pl *PDAffinity) chunkSpec(pod *v1.Pod, m Member, s *preFilterState) (spec topology.UnitSpec, own, other []topology.UnitPod, ok bool) {
-	spec = topology.UnitSpec{RequiredLevel: s.requiredLevel, ForbidSameNode: pl.args.SameNode == config.SameNodeForbid, Usable: pl.src.Fresh()}
+	spec = topology.UnitSpec{RequiredLevel: s.requiredLevel, Nearest: true, ForbidSameNode: pl.args.SameNode == config.SameNodeForbid, Usable: pl.src.Fresh()}
 	objs, err := pl.handle.SharedInformerFactory().Core().V1().Pods().Informer().GetIndexer().ByIndex(podGroupIndex, podGroupKey(pod.Namespace, m.Group))
 	if err != nil {
 		return spec, nil, nil, false
