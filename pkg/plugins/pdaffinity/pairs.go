@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -164,19 +165,22 @@ func (pl *PDAffinity) recordPlaced(ctx context.Context, pod *v1.Pod, m Member, n
 			"Placed %s pod on node %s; no %s of its instance is bound yet", m.Role, node, m.Role.opposite())
 		return
 	}
-	p := pairs[0]
-	partner := p.prefill
+	parts := make([]string, len(pairs))
+	for i, p := range pairs {
+		partner := p.prefill
+		if m.Role == RolePrefill {
+			partner = p.decode
+		}
+		parts[i] = fmt.Sprintf("paired with %s %s on node %s: path %s, modeled KV transfer %s",
+			m.Role.opposite(), partner.pod.Name, partner.node, p.class, p.transfer.Round(10*time.Microsecond))
+	}
+	related := pairs[0].prefill.pod
 	if m.Role == RolePrefill {
-		partner = p.decode
+		related = pairs[0].decode.pod
 	}
-	more := ""
-	if len(pairs) > 1 {
-		more = fmt.Sprintf(" (and %d more decodes)", len(pairs)-1)
-	}
-	rec.Eventf(pod, partner.pod, v1.EventTypeNormal, ReasonPlaced, "Binding",
-		"Placed %s pod on node %s; partner %s %s on node %s%s; path %s, modeled KV transfer %s",
-		m.Role, node, m.Role.opposite(), partner.pod.Name, partner.node, more, p.class, p.transfer.Round(10*time.Microsecond))
-	klog.FromContext(ctx).V(4).Info("Placed", "pod", klog.KObj(pod), "node", node, "partner", klog.KObj(partner.pod), "class", p.class)
+	rec.Eventf(pod, related, v1.EventTypeNormal, ReasonPlaced, "Binding",
+		"Placed %s pod on node %s; %s", m.Role, node, strings.Join(parts, "; "))
+	klog.FromContext(ctx).V(4).Info("Placed", "pod", klog.KObj(pod), "node", node, "pairs", len(pairs))
 }
 
 // registerMetrics registers tandem's scheduler metrics and makes every path
