@@ -107,6 +107,10 @@ func (b *pairBook) forget(uid types.UID) {
 	}
 	delete(b.instanceOf, uid)
 	inst := b.byInstance[instance]
+	if inst == nil {
+		// A paired decode of an instance whose prefills are all gone.
+		return
+	}
 	delete(inst.prefills, uid)
 	delete(inst.unpaired, uid)
 	if len(inst.prefills) == 0 && len(inst.unpaired) == 0 {
