@@ -8,6 +8,10 @@
 #     -t ghcr.io/tandem-sched/tandem-agent:v0.1.0 .
 FROM --platform=$BUILDPLATFORM golang:1.26-bookworm AS build
 ARG TARGETARCH BUILDARCH
+# The version stamp `make images` passes (the Makefile's VERSION, a Kubernetes
+# semantic version with tandem's commit as build metadata); unset, the binary
+# is not stamped.
+ARG VERSION= GIT_COMMIT= BUILD_DATE=
 RUN if [ "$TARGETARCH" != "$BUILDARCH" ]; then \
       case "$TARGETARCH" in arm64) pkg=gcc-aarch64-linux-gnu;; amd64) pkg=gcc-x86-64-linux-gnu;; *) echo "no cross compiler for $TARGETARCH"; exit 1;; esac; \
       apt-get update && apt-get install -y --no-install-recommends "$pkg" && rm -rf /var/lib/apt/lists/*; \
@@ -22,7 +26,8 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
     if [ "$TARGETARCH" != "$BUILDARCH" ]; then \
       case "$TARGETARCH" in arm64) export CC=aarch64-linux-gnu-gcc;; amd64) export CC=x86_64-linux-gnu-gcc;; esac; \
     fi; \
-    GOOS=linux GOARCH=$TARGETARCH go build -ldflags='-s -w' -o /out/nodeagent ./cmd/nodeagent
+    GOOS=linux GOARCH=$TARGETARCH go build -ldflags="-s -w ${VERSION:+-X k8s.io/component-base/version.gitVersion=$VERSION -X k8s.io/component-base/version.gitCommit=$GIT_COMMIT -X k8s.io/component-base/version.buildDate=$BUILD_DATE}" \
+      -o /out/nodeagent ./cmd/nodeagent
 
 # debian rather than distroless/base: the agent runs host tools.
 #   lldpcli (lldpd)           the lldp leaf source (needs the host's lldpd socket)

@@ -21,12 +21,14 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	apiruntime "k8s.io/apimachinery/pkg/runtime"
+	apimachineryversion "k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/component-base/version"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -63,6 +65,7 @@ type options struct {
 	ncclTopoFile       string
 	heartbeatInterval  time.Duration
 	resyncInterval     time.Duration
+	version            bool
 }
 
 func (o *options) addFlags(fs *flag.FlagSet) {
@@ -84,6 +87,7 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.acsUnknownPolicy, "acs-unknown-policy", string(gpudirect.ACSUnknownAuto), "What an ACS state the agent cannot read (without CAP_SYS_ADMIN) does to GPUDirect RDMA readiness: auto (not ready only when an IOMMU is enabled, since Linux then turns ACS redirect on), strict (never ready), lenient (ready if everything else passed). The check is published as Unknown either way.")
 	fs.StringVar(&o.ncclTopoFile, "nccl-topo-file", "", "An NCCL topology file (NCCL_TOPO_FILE) whose tree gives the GPU-NIC levels of the devices it lists, for VMs that hide their PCIe switches (Azure ND: /opt/microsoft/ndv5-topo.xml).")
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", nodeagent.DefaultHeartbeatInterval, "How often the NodeTopology's lastHeartbeatTime is refreshed.")
+	fs.BoolVar(&o.version, "version", false, "Print the agent's version and exit.")
 	fs.DurationVar(&o.resyncInterval, "resync-interval", nodeagent.DefaultResyncInterval, "How often the node is rediscovered; changes are published at once.")
 }
 
@@ -134,6 +138,13 @@ func (o *options) leafSourceList(run runner.Runner) ([]leaf.Source, error) {
 	return leaf.ParseSources(strings.Split(o.leafSources, ","), build)
 }
 
+// versionString is what --version prints: the stamped version (a
+// Kubernetes semantic version with tandem's commit, see the Makefile), the
+// commit, the build date and the Go toolchain.
+func versionString(v apimachineryversion.Info) string {
+	return fmt.Sprintf("tandem nodeagent %s (commit %s, built %s, %s %s)", v.GitVersion, v.GitCommit, v.BuildDate, v.GoVersion, v.Platform)
+}
+
 func main() {
 	fs := flag.NewFlagSet("nodeagent", flag.ContinueOnError)
 	klog.InitFlags(fs)
@@ -148,6 +159,10 @@ func main() {
 			os.Exit(0)
 		}
 		os.Exit(2)
+	}
+	if o.version {
+		fmt.Println(versionString(version.Get()))
+		os.Exit(0)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

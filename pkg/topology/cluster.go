@@ -268,6 +268,20 @@ func (c *Cluster) LedgerSize() int {
 	return len(c.podsAt)
 }
 
+// LedgerGPUs is the number of GPUs held by the ledger: those of the pods
+// whose GPUs the reports do not show yet.
+func (c *Cluster) LedgerGPUs() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	total := 0
+	for _, n := range c.nodes {
+		for _, e := range n.ledger {
+			total += len(e.gpus)
+		}
+	}
+	return total
+}
+
 // Domains returns the domain index for levels, creating it on first use
 // from the nodes known so far. Profiles with the same levels share one.
 func (c *Cluster) Domains(levels Levels) *DomainIndex {

@@ -58,3 +58,24 @@ func TestNodesWithoutLeafPairAtTheirSpine(t *testing.T) {
 	require.Equal(t, topology.LevelSpine, v.Levels()[plan.Level].Name)
 	require.Equal(t, map[topology.PathClass]int{topology.LevelSpine: 1}, classes(v, spec, plan))
 }
+
+// The ledger's GPU count follows reservations and releases: it is what the
+// scheduler's ledger gauge reports.
+func TestLedgerGPUsFollowReservations(t *testing.T) {
+	c, _ := clusterOf(t, `nodes:
+- {name: gpu, count: 2, shape: hgx-h100, zone: z1, spine: s1, leaf: l1}
+`)
+	require.Equal(t, 0, c.LedgerGPUs())
+	_, unfit, reason := c.Reserve("a", "ns/a", "gpu-0", req(4), topology.Usable)
+	require.Empty(t, reason)
+	require.Nil(t, unfit)
+	_, unfit, reason = c.Reserve("b", "ns/b", "gpu-1", req(2), topology.Usable)
+	require.Empty(t, reason)
+	require.Nil(t, unfit)
+	require.Equal(t, 6, c.LedgerGPUs())
+	require.Equal(t, 2, c.LedgerSize())
+	c.Release("a")
+	require.Equal(t, 2, c.LedgerGPUs())
+	c.Release("b")
+	require.Equal(t, 0, c.LedgerGPUs())
+}

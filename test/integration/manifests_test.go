@@ -73,6 +73,7 @@ func TestManifests(t *testing.T) {
 	lldp := kustomizeBuild(t, "overlays", "lldp")
 	azure := kustomizeBuild(t, "overlays", "azure-nd")
 	ibProbe := kustomizeBuild(t, "overlays", "infiniband-probe")
+	monitor := kustomizeBuild(t, "overlays", "servicemonitor")
 	examples := kustomizeBuild(t, "examples")
 
 	cp := startAuthorizingControlPlane(t)
@@ -298,6 +299,10 @@ func TestManifests(t *testing.T) {
 		// disallowed (--allow-privileged=false).
 		// Back to the default agent for the subtests that follow.
 		ap.apply(t, base)
+	})
+
+	t.Run("MetricsServiceAndServiceMonitor", func(t *testing.T) {
+		checkMetricsManifests(t, cp, ap, base, monitor)
 	})
 
 	t.Run("ExamplesApply", func(t *testing.T) {
@@ -924,5 +929,77 @@ func expectDenied(t *testing.T, err error, message string) {
 		t.Errorf("allowed, want denied with %q", message)
 	case !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), message):
 		t.Errorf("got %v, want Forbidden with %q", err, message)
+	}
+}
+
+// checkMetricsManifests: the metrics Service reaches the scheduler pods'
+// secure port, the overlay's ServiceMonitor selects that Service's port,
+// and only the overlay's binding lets Prometheus's service account get
+// /metrics. The ServiceMonitor itself is not applied: its CRD is the
+// Prometheus operator's, which this repository does not vendor.
+func checkMetricsManifests(t *testing.T, cp *controlplane.ControlPlane, ap *manifestApplier, base, monitor []*unstructured.Unstructured) {
+	svc := &v1.Service{}
+	fromUnstructured(t, findObject(t, base, "Service", "tandem-system", "tandem-scheduler-metrics"), svc)
+	deploy := &appsv1.Deployment{}
+	fromUnstructured(t, findObject(t, base, "Deployment", "tandem-system", "tandem-scheduler"), deploy)
+	tmplLabels := deploy.Spec.Template.Labels
+	for k, v := range svc.Spec.Selector {
+		if tmplLabels[k] != v {
+			t.Errorf("Service selector %v does not select the scheduler pods %v", svc.Spec.Selector, tmplLabels)
+		}
+	}
+	if len(svc.Spec.Ports) != 1 {
+		t.Fatalf("metrics Service ports %+v, want the one secure port", svc.Spec.Ports)
+	}
+	port := svc.Spec.Ports[0]
+	c := deploy.Spec.Template.Spec.Containers[0]
+	if !slices.ContainsFunc(c.Ports, func(p v1.ContainerPort) bool {
+		return p.Name == port.TargetPort.String() && p.ContainerPort == 10259 && port.Port == 10259
+	}) {
+		t.Errorf("Service port %+v is not the scheduler's secure port %+v", port, c.Ports)
+	}
+
+	sm := findObject(t, monitor, "ServiceMonitor", "tandem-system", "tandem-scheduler")
+	match, _, _ := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
+	for k, v := range match {
+		if svc.Labels[k] != v {
+			t.Errorf("ServiceMonitor selector %v does not select Service labels %v", match, svc.Labels)
+		}
+	}
+	endpoints, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+	if len(endpoints) != 1 {
+		t.Fatalf("ServiceMonitor endpoints %v, want one", endpoints)
+	}
+	ep, _ := endpoints[0].(map[string]any)
+	if ep["port"] != port.Name || ep["scheme"] != "https" || ep["path"] != "/metrics" {
+		t.Errorf("ServiceMonitor endpoint %v, want port %s over https at /metrics", ep, port.Name)
+	}
+
+	var rest []*unstructured.Unstructured
+	for _, obj := range monitor {
+		if obj.GetKind() != "ServiceMonitor" {
+			rest = append(rest, obj)
+		}
+	}
+	const prometheus = "system:serviceaccount:monitoring:prometheus-k8s"
+	promGroups := []string{"system:serviceaccounts", "system:serviceaccounts:monitoring", "system:authenticated"}
+	mayGetMetrics := func() bool {
+		review, err := cp.Client.AuthorizationV1().SubjectAccessReviews().Create(context.Background(), &authorizationv1.SubjectAccessReview{
+			Spec: authorizationv1.SubjectAccessReviewSpec{User: prometheus, Groups: promGroups,
+				NonResourceAttributes: &authorizationv1.NonResourceAttributes{Path: "/metrics", Verb: "get"}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return review.Status.Allowed
+	}
+	if mayGetMetrics() {
+		t.Errorf("%s may get /metrics with the base install alone", prometheus)
+	}
+	ap.apply(t, rest)
+	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		return mayGetMetrics(), nil
+	}); err != nil {
+		t.Errorf("%s may not get /metrics after overlays/servicemonitor", prometheus)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
 	"github.com/tandem-sched/tandem/internal/controlplane"
 	"github.com/tandem-sched/tandem/pkg/clusterdesc"
+	"github.com/tandem-sched/tandem/pkg/nodeagent"
 )
 
 // The CRD's CEL rules reject a NodeTopology that contradicts itself where
@@ -92,4 +93,54 @@ func otherIslandGPU(s *topologyv1alpha1.NodeTopologyStatus, i int) int32 {
 		}
 	}
 	panic("one island only")
+}
+
+// kubectl get ntopo -o wide shows a node's spine and why GPUDirect RDMA is
+// not ready, read from the agent's GPUDirectRDMAReady condition.
+func TestNodeTopologyPrinterColumns(t *testing.T) {
+	cp := controlplane.StartControlPlane(t)
+	ctx := context.Background()
+	desc, err := clusterdesc.Parse([]byte(`nodes: [{name: hgx, shape: hgx-h100, spine: s1, leaf: l1, gpuDirectBroken: true}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := clusterdesc.Create(ctx, cp.Client, cp.Tandem, desc.Build(time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	client := cp.Tandem.TandemV1alpha1().NodeTopologies()
+	nt, err := client.Get(ctx, "hgx", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nt.Status.Conditions = append(nt.Status.Conditions, metav1.Condition{Type: nodeagent.ConditionGPUDirectRDMAReady, Status: metav1.ConditionFalse,
+		Reason: "ACSRedirectEnabled", Message: "acs: redirect enabled", LastTransitionTime: metav1.Now()})
+	if _, err := client.UpdateStatus(ctx, nt, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	var table metav1.Table
+	if err := cp.Tandem.TandemV1alpha1().RESTClient().Get().Resource("nodetopologies").Name("hgx").
+		SetHeader("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io").Do(ctx).Into(&table); err != nil {
+		t.Fatal(err)
+	}
+	if len(table.Rows) != 1 {
+		t.Fatalf("table has %d rows, want 1", len(table.Rows))
+	}
+	cells := map[string]any{}
+	for i, c := range table.ColumnDefinitions {
+		cells[c.Name] = table.Rows[0].Cells[i]
+	}
+	for column, want := range map[string]any{"GPUs": int64(8), "Spine": "s1", "Leaf": "l1", "GPUDirect": false, "GPUDirect-Reason": "ACSRedirectEnabled"} {
+		got, ok := cells[column]
+		if !ok {
+			t.Errorf("no column %s in %v", column, table.ColumnDefinitions)
+			continue
+		}
+		if f, isFloat := got.(float64); isFloat {
+			got = int64(f)
+		}
+		if got != want {
+			t.Errorf("column %s = %v (%T), want %v", column, got, got, want)
+		}
+	}
 }

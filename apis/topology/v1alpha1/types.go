@@ -13,8 +13,10 @@ import (
 // +kubebuilder:printcolumn:name="GPUs",type=integer,JSONPath=`.status.gpuCount`
 // +kubebuilder:printcolumn:name="NICs",type=integer,JSONPath=`.status.nicCount`
 // +kubebuilder:printcolumn:name="NVLink-Domain",type=string,JSONPath=`.status.nvlinkDomain`
+// +kubebuilder:printcolumn:name="Spine",type=string,JSONPath=`.status.spine`,priority=1
 // +kubebuilder:printcolumn:name="Leaf",type=string,JSONPath=`.status.leaf`
 // +kubebuilder:printcolumn:name="GPUDirect",type=boolean,JSONPath=`.status.gpuDirectRDMA.ready`
+// +kubebuilder:printcolumn:name="GPUDirect-Reason",type=string,JSONPath=`.status.conditions[?(@.type=="GPUDirectRDMAReady")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Heartbeat",type=date,JSONPath=`.status.lastHeartbeatTime`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 

@@ -23,6 +23,7 @@ import (
 	"github.com/tandem-sched/tandem/apis/config"
 	"github.com/tandem-sched/tandem/apis/config/validation"
 	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
+	"github.com/tandem-sched/tandem/pkg/metrics"
 	"github.com/tandem-sched/tandem/pkg/scheduler/activelease"
 	"github.com/tandem-sched/tandem/pkg/scheduler/topologysource"
 	"github.com/tandem-sched/tandem/pkg/topology"
@@ -88,6 +89,8 @@ func NewFactory(src *topologysource.Source, clk clock.PassiveClock) frameworkrun
 		}
 		pl.activeLease = src.ActiveLease(ctx, h.ClientSet(), clk)
 		src.SetRequestReader(pl.requestOf, pl.Fresh)
+		metrics.Register()
+		metrics.SetModelState(pl.modelState(h.SharedInformerFactory().Core().V1().Nodes().Lister()))
 		// Once the model has taken in a report that may help, the GPU
 		// pods waiting for a placement are activated: this is how a
 		// NodeTopology event requeues them (EventsToRegister).

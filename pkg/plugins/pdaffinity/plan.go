@@ -15,6 +15,7 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 
 	"github.com/tandem-sched/tandem/apis/config"
+	"github.com/tandem-sched/tandem/pkg/metrics"
 	"github.com/tandem-sched/tandem/pkg/topology"
 )
 
@@ -162,6 +163,10 @@ func (pl *PDAffinity) planFor(ctx context.Context, pod *v1.Pod, m Member, requir
 		return nil, nil
 	}
 	if _, ok := planNode(up.plan, me); !ok || attempt == 2 {
+		trigger := metrics.TriggerFirst
+		if up.plan != nil {
+			trigger = metrics.TriggerReplan
+		}
 		spec, err := pl.unitSpec(pod, m, up, requiredLevel, unitSize)
 		if err != nil {
 			logger.V(3).Info("Cannot plan the unit", "pod", klog.KObj(pod), "unit", m.unitName(), "err", err)
@@ -178,6 +183,7 @@ func (pl *PDAffinity) planFor(ctx context.Context, pod *v1.Pod, m Member, requir
 			return nil, nil
 		}
 		up.setPlan(plan, spec)
+		metrics.Planned(metrics.ModeReplica, trigger)
 		logger.V(4).Info("Planned the unit", "unit", m.unitName(), "pods", len(plan.Nodes), "level", pl.levelName(plan.Level),
 			"domain", plan.Domain, "optimal", plan.Optimal(), "evaluated", plan.Evaluated)
 	}

@@ -67,6 +67,7 @@ type PDAffinity struct {
 	domains *topology.DomainIndex
 	plans   *unitPlans
 	assumed *assumedPods
+	pairs   *pairBook
 }
 
 // NewFactory returns the plugin factory the scheduler registers; PodGroups,
@@ -85,6 +86,7 @@ func NewFactory(src *topologysource.Source) frameworkruntime.PluginFactory {
 			return nil, fmt.Errorf("%s: %w", Name, err)
 		}
 		pl.src, pl.domains = src, cluster.Domains(pl.levels)
+		registerMetrics(pl.levels)
 		if _, err := h.SharedInformerFactory().Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 			DeleteFunc: func(obj interface{}) {
 				if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
@@ -92,6 +94,7 @@ func NewFactory(src *topologysource.Source) frameworkruntime.PluginFactory {
 				}
 				if pod, ok := obj.(*v1.Pod); ok {
 					pl.assumed.remove(pod.UID)
+					pl.pairs.forget(pod.UID)
 				}
 			},
 		}); err != nil {
@@ -147,6 +150,7 @@ func newPlugin(obj runtime.Object, h fwk.Handle) (*PDAffinity, error) {
 		handle:       h,
 		plans:        newUnitPlans(),
 		assumed:      newAssumedPods(),
+		pairs:        newPairBook(),
 	}
 	if h != nil {
 		if err := pl.indexPodsByGroup(); err != nil {

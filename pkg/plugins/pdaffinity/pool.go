@@ -13,6 +13,7 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 
 	"github.com/tandem-sched/tandem/apis/config"
+	"github.com/tandem-sched/tandem/pkg/metrics"
 	"github.com/tandem-sched/tandem/pkg/topology"
 )
 
@@ -193,6 +194,7 @@ func (pl *PDAffinity) poolPlan(ctx context.Context, pod *v1.Pod, m Member, s *pr
 	key := fmt.Sprintf("%s/pool:%s#%d", pod.Namespace, m.Group, pl.plans.seq)
 	up := pl.plans.get(key)
 	up.setPlan(plan, spec)
+	metrics.Planned(metrics.ModePool, metrics.TriggerFirst)
 	up.attempts[me] = 1
 	for _, p := range spec.Pods {
 		pl.plans.chunkOf[p.Name] = key

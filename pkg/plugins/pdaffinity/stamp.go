@@ -56,8 +56,9 @@ func (pl *PDAffinity) Bind(ctx context.Context, cycleState fwk.CycleState, pod *
 	return nil
 }
 
-// PostBind forgets a fully bound unit's plan and, with placementLabels,
-// stamps the placement labels, a second write.
+// PostBind forgets a fully bound unit's plan, counts the pairs the pod
+// completes and gives it a Placed event and, with placementLabels, stamps
+// the placement labels, a second write.
 func (pl *PDAffinity) PostBind(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, nodeName string) {
 	s, err := readState(cycleState)
 	if err != nil || pl.handle == nil {
@@ -66,6 +67,7 @@ func (pl *PDAffinity) PostBind(ctx context.Context, cycleState fwk.CycleState, p
 	if s.planKey != "" {
 		pl.boundIn(pod, s.planKey)
 	}
+	pl.recordPlaced(ctx, pod, s.member, nodeName)
 	if !pl.args.PlacementLabels {
 		return
 	}
