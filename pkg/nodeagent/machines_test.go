@@ -403,7 +403,7 @@ GPU7 blocked:nic-port,pcie-path [mlx5_0]`)
 // BenchmarkDiscoverMachines is one whole discovery pass (NVML fake, sysfs
 // tree, GPUDirect checks) and its status, per fixture.
 func BenchmarkDiscoverMachines(b *testing.B) {
-	for _, spec := range []fixtures.Spec{fixtures.HGXH100(), fixtures.PCIeServer(), fixtures.GB200Tray(), fixtures.P5(), fixtures.AzureNDH100v5(), fixtures.DGXA100(), fixtures.TwoSocketOneNIC()} {
+	for _, spec := range []fixtures.Spec{fixtures.HGXH100(), fixtures.PCIeServer(), fixtures.GB200Tray(), fixtures.P5(), fixtures.AzureNDH100v5(), fixtures.DGXA100(), fixtures.TwoSocketOneNIC(), fixtures.GB300Tray()} {
 		b.Run(spec.Hostname, func(b *testing.B) {
 			m := build(b, spec)
 			d := discoverer(m, leaf.Labels{})
