@@ -34,15 +34,19 @@ type boundPod struct {
 // pool's group.
 type instancePods struct {
 	prefills map[types.UID]boundPod
-	// unpaired are bound decodes no prefill of the instance was bound for
-	// yet.
+	// unpaired are bound decodes of a pool no prefill of the pool was bound
+	// for yet.
 	unpaired map[types.UID]boundPod
+	// decodes are the bound decodes of a replica unit.
+	decodes map[types.UID]boundPod
 }
 
-// pairBook pairs each bound decode with a bound prefill of its instance,
-// once, when the pair's second pod binds: a decode binding after prefills
-// pairs with the one its KV cache reaches fastest, and a prefill binding
-// first pairs with every decode bound before it. It is the count the
+// pairBook counts prefill→decode pairs as the placement model prices them,
+// each when its second pod binds. In a replica unit every prefill pairs
+// with every decode: its proxy sends requests through all of them. In a
+// pool each decode pairs once: binding after prefills, with the one its KV
+// cache reaches fastest (the pool's router can choose it); binding first,
+// with the first prefill that binds after it. It is the count the
 // pairs_placed_total metric and the Placed events give.
 type pairBook struct {
 	mu         sync.Mutex
@@ -61,17 +65,37 @@ type pair struct {
 	transfer        time.Duration
 }
 
-// bound records a bound pod and returns the pairs it completes.
-func (b *pairBook) bound(instance string, pod *v1.Pod, node string, prefill bool, price func(a, b string) (topology.PathClass, time.Duration)) []pair {
+// bound records a bound pod of a replica unit (pool false) or of a pool and
+// returns the pairs it completes.
+func (b *pairBook) bound(instance string, pod *v1.Pod, node string, prefill, pool bool, price func(a, b string) (topology.PathClass, time.Duration)) []pair {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	inst := b.byInstance[instance]
 	if inst == nil {
-		inst = &instancePods{prefills: map[types.UID]boundPod{}, unpaired: map[types.UID]boundPod{}}
+		inst = &instancePods{prefills: map[types.UID]boundPod{}, unpaired: map[types.UID]boundPod{}, decodes: map[types.UID]boundPod{}}
 		b.byInstance[instance] = inst
 	}
 	b.instanceOf[pod.UID] = instance
 	me := boundPod{pod: pod, node: node}
+	if !pool {
+		var out []pair
+		if prefill {
+			inst.prefills[pod.UID] = me
+			for _, d := range inst.decodes {
+				c, t := price(node, d.node)
+				out = append(out, pair{prefill: me, decode: d, class: c, transfer: t})
+			}
+			sort.Slice(out, func(i, j int) bool { return out[i].decode.pod.Name < out[j].decode.pod.Name })
+		} else {
+			inst.decodes[pod.UID] = me
+			for _, p := range inst.prefills {
+				c, t := price(p.node, node)
+				out = append(out, pair{prefill: p, decode: me, class: c, transfer: t})
+			}
+			sort.Slice(out, func(i, j int) bool { return out[i].prefill.pod.Name < out[j].prefill.pod.Name })
+		}
+		return out
+	}
 	if prefill {
 		inst.prefills[pod.UID] = me
 		out := make([]pair, 0, len(inst.unpaired))
@@ -113,7 +137,8 @@ func (b *pairBook) forget(uid types.UID) {
 	}
 	delete(inst.prefills, uid)
 	delete(inst.unpaired, uid)
-	if len(inst.prefills) == 0 && len(inst.unpaired) == 0 {
+	delete(inst.decodes, uid)
+	if len(inst.prefills) == 0 && len(inst.unpaired) == 0 && len(inst.decodes) == 0 {
 		// Paired decodes are not kept: with no prefill left the instance
 		// starts over.
 		delete(b.byInstance, instance)
@@ -156,7 +181,7 @@ func (pl *PDAffinity) classifySnapshot(a, b string) topology.PathClass {
 // recordPlaced pairs a bound pod, counts the pairs it completes and gives
 // it a Placed event naming its partner, path class and modeled KV time.
 func (pl *PDAffinity) recordPlaced(ctx context.Context, pod *v1.Pod, m Member, node string) {
-	pairs := pl.pairs.bound(instanceKey(pod, m), pod, node, m.Role == RolePrefill, pl.price)
+	pairs := pl.pairs.bound(instanceKey(pod, m), pod, node, m.Role == RolePrefill, m.Unit == "", pl.price)
 	for _, p := range pairs {
 		metrics.ObservePair(p.class, p.transfer)
 	}
