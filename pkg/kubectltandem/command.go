@@ -41,8 +41,9 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
   nodes   each node's free GPUs per NVLink island (its NodeTopology's islands less
           the GPUs bound pods hold), GPUDirect RDMA readiness with the failed check,
           the agent's heartbeat age, and the node's domain at every topology level
-  pairs   each P/D group's prefill→decode pairs (each bound decode with the nearest
-          bound prefill of its unit), the path class and the modeled KV-transfer time
+  pairs   each P/D group's prefill→decode pairs (in a replica unit every bound
+          prefill with every bound decode; in a pool each bound decode with the
+          nearest bound prefill), the path class and the modeled KV-transfer time
 
 --output svg or html draws the fabric tree with every pair across it; html is one
 self-contained page.`,

@@ -304,8 +304,8 @@ func HTML(w io.Writer, v *View) error {
 	b.WriteString("</table>\n<h2>Pairs</h2>\n<table id=\"pair-table\">\n<tr><th>namespace</th><th>group</th><th>unit</th><th>prefill</th><th>prefill node</th><th>decode</th><th>decode node</th><th>path</th><th>KV transfer</th></tr>\n")
 	for _, g := range v.Groups {
 		for _, p := range g.Pairs {
-			fmt.Fprintf(&b, "<tr class=\"pair-row\" data-decode=\"%s\" data-class=\"%s\"><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td><span class=\"swatch\" style=\"background:%s\"></span>%s</td><td>%s</td></tr>\n",
-				esc(p.Decode), esc(string(p.Class)), esc(g.Namespace), esc(g.Name), esc(orDash(p.Unit)), esc(orDash(p.Prefill)), esc(orDash(p.PrefillNode)),
+			fmt.Fprintf(&b, "<tr class=\"pair-row\" data-prefill=\"%s\" data-decode=\"%s\" data-class=\"%s\"><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td><span class=\"swatch\" style=\"background:%s\"></span>%s</td><td>%s</td></tr>\n",
+				esc(p.Prefill), esc(p.Decode), esc(string(p.Class)), esc(g.Namespace), esc(g.Name), esc(orDash(p.Unit)), esc(orDash(p.Prefill)), esc(orDash(p.PrefillNode)),
 				esc(p.Decode), esc(p.DecodeNode), colourOf(v, p.Class), esc(string(p.Class)), esc(transfer(p)))
 		}
 	}

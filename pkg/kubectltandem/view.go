@@ -286,9 +286,10 @@ func nodeRow(c *topology.Cluster, levels topology.Levels, n v1.Node, nt *topolog
 	return row
 }
 
-// groups reads every pod's membership as PDAffinity does and pairs each
-// bound decode with the nearest bound prefill of its unit, with the bench's
-// analyzer: the scheduler's classifier and cost model.
+// groups reads every pod's membership as PDAffinity does and pairs the
+// bound pods with the bench's analyzer (the scheduler's classifier and cost
+// model): in a replica unit every prefill with every decode, in a pool each
+// decode with the nearest prefill.
 func groups(v *View, members *pdaffinity.MemberReader, labels map[string]map[string]string, pods []v1.Pod, o Options) ([]Group, error) {
 	type key struct{ ns, group string }
 	byKey := map[key]*Group{}
@@ -331,7 +332,7 @@ func groups(v *View, members *pdaffinity.MemberReader, labels map[string]map[str
 			unitOf[name] = m.Unit
 		}
 		groupOf[name] = k
-		bpods = append(bpods, bench.Pod{Name: name, Instance: instance, Role: bench.Role(m.Role), Node: p.Spec.NodeName})
+		bpods = append(bpods, bench.Pod{Name: name, Instance: instance, Role: bench.Role(m.Role), Node: p.Spec.NodeName, Pool: m.Unit == ""})
 	}
 	var bnodes []bench.Node
 	for name, l := range labels {

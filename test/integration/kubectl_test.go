@@ -39,27 +39,18 @@ func kubectlTandem(t *testing.T, cp *controlplane.ControlPlane, args ...string) 
 	return out.String()
 }
 
-// wantClass is the class from a decode to the nearest prefill of its unit,
-// judged on the nodes' labels by the model's classifier.
-func wantClass(placed map[string]map[string]string, unit, decode string) topology.PathClass {
-	levels, model := topology.DefaultLevels(), topology.DefaultCostModel()
-	dl := placed[decode]
-	best := topology.PathNone
-	for p, pl := range placed {
-		if !strings.HasPrefix(p, unit+"-prefill-") {
-			continue
-		}
-		c := levels.Classify(levels.PathOf(pl), levels.PathOf(dl), topology.GPUDirectRDMAReady(pl), topology.GPUDirectRDMAReady(dl))
-		if model.Bandwidth(c) > model.Bandwidth(best) {
-			best = c
-		}
-	}
-	return best
+// wantClass is the class of the path from a prefill to a decode, judged on
+// the nodes' labels by the model's classifier.
+func wantClass(placed map[string]map[string]string, prefill, decode string) topology.PathClass {
+	levels := topology.DefaultLevels()
+	pl, dl := placed[prefill], placed[decode]
+	return levels.Classify(levels.PathOf(pl), levels.PathOf(dl), topology.GPUDirectRDMAReady(pl), topology.GPUDirectRDMAReady(dl))
 }
 
 func TestKubectlTandemShowsEveryNodeAndPair(t *testing.T) {
 	// Leaf l1 has four HGX boards, leaf l2 (another spine) two, one of them
-	// with GPUDirect RDMA broken. Unit u (2P2D, TP=4) pairs on NVLink; unit
+	// with GPUDirect RDMA broken. Unit u (2P2D, TP=4) takes two boards, a prefill
+	// and a decode on each; unit
 	// w (1P1D, TP=8) needs two boards.
 	cp := startCluster(t, `
 nodes:
@@ -108,41 +99,52 @@ nodes:
 			t.Errorf("node %s: heartbeat %v, age %s: want a fresh one", n.Name, n.Heartbeat, n.HeartbeatAge)
 		}
 	}
-	type pairKey struct{ unit, decode string }
+	// A replica unit's pairs are every prefill with every decode.
+	type pairKey struct{ unit, prefill, decode string }
 	got := map[pairKey]kubectltandem.Pair{}
 	for _, g := range v.Groups {
 		for _, p := range g.Pairs {
-			got[pairKey{g.Name, p.Decode}] = p
+			got[pairKey{g.Name, p.Prefill, p.Decode}] = p
 		}
 	}
 	want := map[pairKey]topology.PathClass{}
 	for unit, pods := range units {
-		for _, p := range pods {
-			if strings.Contains(p, "-decode-") {
-				want[pairKey{unit, p}] = wantClass(placed, unit, p)
+		for _, d := range pods {
+			for _, p := range pods {
+				if strings.Contains(d, "-decode-") && strings.Contains(p, "-prefill-") {
+					want[pairKey{unit, p, d}] = wantClass(placed, p, d)
+				}
 			}
 		}
 	}
 	if len(got) != len(want) {
-		t.Errorf("pairs %v, want one per decode: %v", got, want)
+		t.Errorf("pairs %v, want every prefill with every decode of its unit: %v", got, want)
 	}
 	model := topology.DefaultCostModel()
 	for k, class := range want {
 		p, ok := got[k]
 		switch {
 		case !ok:
-			t.Errorf("no pair for decode %s of %s", k.decode, k.unit)
+			t.Errorf("no pair %s→%s of %s", k.prefill, k.decode, k.unit)
 		case p.Class != class:
-			t.Errorf("decode %s: class %s, want %s", k.decode, p.Class, class)
-		case p.DecodeNode != placed[k.decode][v1.LabelHostname] || placed[p.Prefill] == nil:
-			t.Errorf("decode %s: pair %+v does not match the bindings", k.decode, p)
+			t.Errorf("pair %s→%s: class %s, want %s", k.prefill, k.decode, p.Class, class)
+		case p.DecodeNode != placed[k.decode][v1.LabelHostname] || p.PrefillNode != placed[k.prefill][v1.LabelHostname]:
+			t.Errorf("pair %s→%s: %+v does not match the bindings", k.prefill, k.decode, p)
 		case p.Transfer != model.TransferTime(v.KVBytes, class):
-			t.Errorf("decode %s: transfer %s, want the model's %s", k.decode, p.Transfer, model.TransferTime(v.KVBytes, class))
+			t.Errorf("pair %s→%s: transfer %s, want the model's %s", k.prefill, k.decode, p.Transfer, model.TransferTime(v.KVBytes, class))
 		}
 	}
-	for _, k := range []pairKey{{"u", "u-decode-0"}, {"u", "u-decode-1"}} {
-		if want[k] != topology.LevelNVLinkDomain {
-			t.Errorf("decode %s pairs over %s: the scheduler was expected to put it on its prefill's board", k.decode, want[k])
+	// Unit u (2P2D of TP=4) fills two boards: each decode shares its board
+	// with one prefill.
+	for _, d := range []string{"u-decode-0", "u-decode-1"} {
+		nvlink := 0
+		for _, p := range []string{"u-prefill-0", "u-prefill-1"} {
+			if want[pairKey{"u", p, d}] == topology.LevelNVLinkDomain {
+				nvlink++
+			}
+		}
+		if nvlink != 1 {
+			t.Errorf("decode %s shares an NVLink domain with %d prefills of u, want 1 (a prefill on its board)", d, nvlink)
 		}
 	}
 
@@ -158,8 +160,8 @@ nodes:
 	}
 	pairsTable := kubectlTandem(t, cp, "pairs")
 	for k, class := range want {
-		if !regexpLine(pairsTable, " "+k.decode+" ", " "+string(class)+" ") {
-			t.Errorf("pairs table has no line for %s over %s:\n%s", k.decode, class, pairsTable)
+		if !regexpLine(pairsTable, " "+k.prefill+" ", " "+k.decode+" ", " "+string(class)+" ") {
+			t.Errorf("pairs table has no line for %s→%s over %s:\n%s", k.prefill, k.decode, class, pairsTable)
 		}
 	}
 
@@ -169,11 +171,11 @@ nodes:
 	for _, n := range nodes.Items {
 		nodeNames = append(nodeNames, n.Name)
 	}
-	var decodes []string
+	var pairs []string
 	for k := range want {
-		decodes = append(decodes, k.decode)
+		pairs = append(pairs, k.prefill+">"+k.decode)
 	}
-	checkPageInBrowser(t, page, nodeNames, decodes)
+	checkPageInBrowser(t, page, nodeNames, pairs)
 }
 
 // regexpLine reports whether one line of out contains every part.
@@ -194,7 +196,7 @@ const chromiumPath = "/usr/bin/chromium"
 
 // checkPageInBrowser serves page to headless Chromium and checks, in the
 // DOM it builds, that the picture draws every node and every pair.
-func checkPageInBrowser(t *testing.T, page string, nodes, decodes []string) {
+func checkPageInBrowser(t *testing.T, page string, nodes, pairs []string) {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -230,9 +232,12 @@ func checkPageInBrowser(t *testing.T, page string, nodes, decodes []string) {
 	if err := chromedp.Do(browser, chromedp.Navigate(srv.URL), chromedp.WaitVisible("#fabric")); err != nil {
 		t.Fatalf("opening the page in %s: %v", chromiumPath, err)
 	}
-	attrs := func(selector, attr string) []string {
+	// attrs reads, for every element selector matches, its attributes
+	// joined by ">".
+	attrs := func(selector string, attr ...string) []string {
 		t.Helper()
-		expr := `Array.from(document.querySelectorAll(` + jsString(selector) + `)).map(e => e.getAttribute(` + jsString(attr) + `))`
+		names, _ := json.Marshal(attr)
+		expr := `Array.from(document.querySelectorAll(` + jsString(selector) + `)).map(e => ` + string(names) + `.map(a => e.getAttribute(a)).join(">"))`
 		got, err := chromedp.Run(browser, chromedp.Evaluate[[]string](expr))
 		if err != nil {
 			t.Fatalf("reading %s of %s in the page: %v", attr, selector, err)
@@ -240,8 +245,8 @@ func checkPageInBrowser(t *testing.T, page string, nodes, decodes []string) {
 		return got
 	}
 	gotNodes := attrs("#fabric g.node", "data-node")
-	gotPairs := attrs("#fabric path.pair", "data-decode")
-	gotRows := attrs("#pair-table tr.pair-row", "data-decode")
+	gotPairs := attrs("#fabric path.pair", "data-prefill", "data-decode")
+	gotRows := attrs("#pair-table tr.pair-row", "data-prefill", "data-decode")
 	width, err := chromedp.Run(browser, chromedp.Evaluate[float64](`document.querySelector("#fabric").getBoundingClientRect().width`))
 	if err != nil {
 		t.Fatalf("measuring the picture: %v", err)
@@ -249,7 +254,7 @@ func checkPageInBrowser(t *testing.T, page string, nodes, decodes []string) {
 	for _, set := range []struct {
 		what      string
 		got, want []string
-	}{{"nodes in the picture", gotNodes, nodes}, {"pairs in the picture", gotPairs, decodes}, {"pairs in the table", gotRows, decodes}} {
+	}{{"nodes in the picture", gotNodes, nodes}, {"pairs in the picture", gotPairs, pairs}, {"pairs in the table", gotRows, pairs}} {
 		slices.Sort(set.got)
 		want := slices.Sorted(slices.Values(set.want))
 		if !slices.Equal(set.got, want) {
