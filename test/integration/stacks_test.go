@@ -272,25 +272,10 @@ func installStackCRD(t *testing.T, cp *controlplane.ControlPlane, file string) {
 		t.Fatalf("%s: %v", file, err)
 	}
 	crd.Spec.Conversion = &apiextensionsv1.CustomResourceConversion{Strategy: apiextensionsv1.NoneConverter}
-	client := apiextensionsclient.NewForConfigOrDie(cp.Config)
-	ctx := context.Background()
-	if _, err := client.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, crd, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("creating CRD %s from %s: %v", crd.Name, file, err)
-	}
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
-		got, err := client.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, crd.Name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		for _, c := range got.Status.Conditions {
-			if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
-				return true, nil
-			}
-		}
-		return false, nil
-	})
-	if err != nil {
-		t.Fatalf("CRD %s was not established: %v", crd.Name, err)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := controlplane.CreateCRD(ctx, apiextensionsclient.NewForConfigOrDie(cp.Config), crd); err != nil {
+		t.Fatalf("%s: %v", file, err)
 	}
 }
 
