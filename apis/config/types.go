@@ -46,6 +46,11 @@ type NVLinkTopoArgs struct {
 	MaxTopologyAge metav1.Duration
 	// ScoreWeights weigh the parts of the score.
 	ScoreWeights NVLinkTopoScoreWeights
+	// DRADeviceClassNames are the DeviceClasses whose ResourceClaim
+	// requests ask for GPUs.
+	DRADeviceClassNames []string
+	// DRADriverName is the DRA driver whose ResourceSlices publish the GPUs.
+	DRADriverName string
 }
 
 // TopologyLevel is one level of the network and NVLink hierarchy.

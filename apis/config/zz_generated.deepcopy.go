@@ -61,6 +61,11 @@ func (in *NVLinkTopoArgs) DeepCopyInto(out *NVLinkTopoArgs) {
 	}
 	out.MaxTopologyAge = in.MaxTopologyAge
 	out.ScoreWeights = in.ScoreWeights
+	if in.DRADeviceClassNames != nil {
+		in, out := &in.DRADeviceClassNames, &out.DRADeviceClassNames
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	return
 }
 

@@ -17,7 +17,9 @@ type Cluster struct {
 	mu     sync.RWMutex
 	nodes  map[string]*nodeState
 	podsAt map[string]string // pod UID → node, for the ledger
-	views  []*DomainIndex
+	// claimsAt is the node of each allocated claim (namespace/name).
+	claimsAt map[string]string
+	views    []*DomainIndex
 }
 
 // nodeState is one node. Its free-GPU summary is what the domain
@@ -30,7 +32,10 @@ type nodeState struct {
 	gpus       *NodeGPUs
 	compileErr error
 	ledger     map[string]ledgerEntry
-	// used is the report's allocations plus the ledger's.
+	// claims are the GPUs of allocated ResourceClaims on the node, by
+	// claim (namespace/name); see SetClaim.
+	claims map[string][]DeviceID
+	// used is the report's allocations plus the claims' and the ledger's.
 	used Used
 	// free and largest count the free GPUs outside MIG, in total and on
 	// the node's freest NVLink island.
@@ -45,7 +50,7 @@ type ledgerEntry struct {
 
 // NewCluster returns an empty cluster.
 func NewCluster() *Cluster {
-	return &Cluster{nodes: map[string]*nodeState{}, podsAt: map[string]string{}}
+	return &Cluster{nodes: map[string]*nodeState{}, podsAt: map[string]string{}, claimsAt: map[string]string{}}
 }
 
 // SetNodeLabels records a node's labels (its place in the topology).
@@ -67,6 +72,9 @@ func (c *Cluster) RemoveNode(node string) {
 	}
 	for uid := range n.ledger {
 		delete(c.podsAt, uid)
+	}
+	for claim := range n.claims {
+		delete(c.claimsAt, claim)
 	}
 	for _, v := range c.views {
 		v.remove(n)
@@ -106,7 +114,7 @@ func reportsPod(allocations []Allocation, pod string) bool {
 func (c *Cluster) nodeLocked(node string) *nodeState {
 	n, ok := c.nodes[node]
 	if !ok {
-		n = &nodeState{name: node, ledger: map[string]ledgerEntry{}}
+		n = &nodeState{name: node, ledger: map[string]ledgerEntry{}, claims: map[string][]DeviceID{}}
 		c.nodes[node] = n
 	}
 	return n
@@ -118,6 +126,9 @@ func (c *Cluster) updateLocked(n *nodeState) {
 	n.used, n.free, n.largest = nil, 0, 0
 	if n.gpus != nil && n.compileErr == nil {
 		n.used = n.gpus.NewUsed(n.report.Allocations, nil)
+		for _, ids := range n.claims {
+			n.gpus.MarkDevices(n.used, ids)
+		}
 		for _, e := range n.ledger {
 			n.gpus.Mark(n.used, e.gpus)
 		}

@@ -86,6 +86,9 @@ type NodeReport struct {
 type ReportedGPU struct {
 	Index int32
 	UUID  string
+	// PCIBusID is in sysfs form (0000:1b:00.0); DRA drivers name a device
+	// by it where they publish no UUID.
+	PCIBusID string
 	// Island is the agent's id of the GPU's NVLink island.
 	Island int32
 	MIG    bool
@@ -135,6 +138,7 @@ type NodeGPUs struct {
 	PerGPUReadiness bool
 
 	byUUID map[string]int
+	byPCI  map[string]int
 }
 
 // CompileNodeGPUs builds the fit model from a node's report. It rejects a
@@ -143,6 +147,7 @@ func CompileNodeGPUs(r *NodeReport) (*NodeGPUs, error) {
 	n := &NodeGPUs{
 		GPUs:           make([]GPUSlot, len(r.GPUs)),
 		byUUID:         make(map[string]int, len(r.GPUs)),
+		byPCI:          make(map[string]int, len(r.GPUs)),
 		GPUDirectReady: r.GPUDirectReady,
 	}
 	if !n.GPUDirectReady {
@@ -162,6 +167,9 @@ func CompileNodeGPUs(r *NodeReport) (*NodeGPUs, error) {
 			return nil, fmt.Errorf("status.gpus[%d]: uuid %q is also status.gpus[%d]'s", i, g.UUID, j)
 		}
 		n.byUUID[g.UUID] = i
+		if g.PCIBusID != "" {
+			n.byPCI[NormalizePCIBusID(g.PCIBusID)] = i
+		}
 		pos, ok := islandPos[g.Island]
 		if !ok {
 			pos = len(n.Islands)

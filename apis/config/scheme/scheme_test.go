@@ -51,11 +51,13 @@ func pluginArgs(t *testing.T, cfg *schedconfig.KubeSchedulerConfiguration, profi
 
 func defaultNVLinkTopoArgs() config.NVLinkTopoArgs {
 	return config.NVLinkTopoArgs{
-		GPUResourceName:   configv1.DefaultGPUResourceName,
-		RDMAResourceNames: configv1.DefaultRDMAResourceNames(),
-		IslandPolicy:      config.IslandPolicy(configv1.DefaultIslandPolicy),
-		MaxPCIeLevel:      config.PCIeLevel(configv1.DefaultMaxPCIeLevel),
-		MaxTopologyAge:    metav1.Duration{Duration: configv1.DefaultMaxTopologyAge},
+		GPUResourceName:     configv1.DefaultGPUResourceName,
+		RDMAResourceNames:   configv1.DefaultRDMAResourceNames(),
+		DRADeviceClassNames: []string{configv1.DefaultDRADeviceClassName},
+		DRADriverName:       configv1.DefaultDRADriverName,
+		IslandPolicy:        config.IslandPolicy(configv1.DefaultIslandPolicy),
+		MaxPCIeLevel:        config.PCIeLevel(configv1.DefaultMaxPCIeLevel),
+		MaxTopologyAge:      metav1.Duration{Duration: configv1.DefaultMaxTopologyAge},
 		ScoreWeights: config.NVLinkTopoScoreWeights{
 			IslandFit:    configv1.DefaultIslandFitWeight,
 			NICProximity: configv1.DefaultNICProximityWeight,

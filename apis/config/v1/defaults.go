@@ -8,8 +8,12 @@ import (
 
 // Defaults, exported so that tests and docs quote the same values.
 const (
-	DefaultGPUResourceName              = "nvidia.com/gpu"
-	DefaultIslandPolicy    IslandPolicy = "Required"
+	DefaultGPUResourceName = "nvidia.com/gpu"
+	// NVIDIA's DRA driver (k8s-dra-driver-gpu) names its driver and its
+	// GPU DeviceClass gpu.nvidia.com.
+	DefaultDRADeviceClassName              = "gpu.nvidia.com"
+	DefaultDRADriverName                   = "gpu.nvidia.com"
+	DefaultIslandPolicy       IslandPolicy = "Required"
 	// NCCL and UCX use GPUDirect RDMA only at or below PXB.
 	DefaultMaxPCIeLevel   PCIeLevel      = "PXB"
 	DefaultMaxTopologyAge                = 5 * time.Minute
@@ -50,6 +54,12 @@ func SetDefaults_NVLinkTopoArgs(args *NVLinkTopoArgs) {
 	}
 	if args.MaxTopologyAge == nil {
 		args.MaxTopologyAge = &metav1.Duration{Duration: DefaultMaxTopologyAge}
+	}
+	if args.DRADeviceClassNames == nil {
+		args.DRADeviceClassNames = []string{DefaultDRADeviceClassName}
+	}
+	if args.DRADriverName == "" {
+		args.DRADriverName = DefaultDRADriverName
 	}
 	setWeight(&args.ScoreWeights.IslandFit, DefaultIslandFitWeight)
 	setWeight(&args.ScoreWeights.NICProximity, DefaultNICProximityWeight)

@@ -46,6 +46,13 @@ type NVLinkTopoArgs struct {
 	MaxTopologyAge *metav1.Duration `json:"maxTopologyAge,omitempty"`
 	// ScoreWeights weigh the parts of the score. Default: 3, 2, 1.
 	ScoreWeights NVLinkTopoScoreWeights `json:"scoreWeights,omitempty"`
+	// DRADeviceClassNames are the DeviceClasses (resource.k8s.io) whose
+	// ResourceClaim requests ask for GPUs. Default: gpu.nvidia.com, the
+	// class of NVIDIA's DRA driver.
+	DRADeviceClassNames []string `json:"draDeviceClassNames,omitempty"`
+	// DRADriverName is the DRA driver whose ResourceSlices publish the
+	// GPUs. Default: gpu.nvidia.com.
+	DRADriverName string `json:"draDriverName,omitempty"`
 }
 
 // TopologyLevel is one level of the network and NVLink hierarchy.

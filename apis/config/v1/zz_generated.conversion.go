@@ -137,6 +137,8 @@ func autoConvert_v1_NVLinkTopoArgs_To_config_NVLinkTopoArgs(in *NVLinkTopoArgs, 
 	if err := Convert_v1_NVLinkTopoScoreWeights_To_config_NVLinkTopoScoreWeights(&in.ScoreWeights, &out.ScoreWeights, s); err != nil {
 		return err
 	}
+	out.DRADeviceClassNames = *(*[]string)(unsafe.Pointer(&in.DRADeviceClassNames))
+	out.DRADriverName = in.DRADriverName
 	return nil
 }
 
@@ -156,6 +158,8 @@ func autoConvert_config_NVLinkTopoArgs_To_v1_NVLinkTopoArgs(in *config.NVLinkTop
 	if err := Convert_config_NVLinkTopoScoreWeights_To_v1_NVLinkTopoScoreWeights(&in.ScoreWeights, &out.ScoreWeights, s); err != nil {
 		return err
 	}
+	out.DRADeviceClassNames = *(*[]string)(unsafe.Pointer(&in.DRADeviceClassNames))
+	out.DRADriverName = in.DRADriverName
 	return nil
 }
 

@@ -81,6 +81,11 @@ func (in *NVLinkTopoArgs) DeepCopyInto(out *NVLinkTopoArgs) {
 		**out = **in
 	}
 	in.ScoreWeights.DeepCopyInto(&out.ScoreWeights)
+	if in.DRADeviceClassNames != nil {
+		in, out := &in.DRADeviceClassNames, &out.DRADeviceClassNames
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	return
 }
 

@@ -48,6 +48,22 @@ func ValidateNVLinkTopoArgs(path *field.Path, args *config.NVLinkTopoArgs) error
 	if !sets.New(pcieLevels...).Has(string(args.MaxPCIeLevel)) {
 		errs = append(errs, field.NotSupported(path.Child("maxPCIeLevel"), args.MaxPCIeLevel, pcieLevels))
 	}
+	classes := sets.New[string]()
+	for i, name := range args.DRADeviceClassNames {
+		p := path.Child("draDeviceClassNames").Index(i)
+		for _, msg := range utilvalidation.IsDNS1123Subdomain(name) {
+			errs = append(errs, field.Invalid(p, name, msg))
+		}
+		if classes.Has(name) {
+			errs = append(errs, field.Duplicate(p, name))
+		}
+		classes.Insert(name)
+	}
+	if len(args.DRADeviceClassNames) > 0 {
+		for _, msg := range utilvalidation.IsDNS1123Subdomain(args.DRADriverName) {
+			errs = append(errs, field.Invalid(path.Child("draDriverName"), args.DRADriverName, msg))
+		}
+	}
 	if args.MaxTopologyAge.Duration <= 0 {
 		errs = append(errs, field.Invalid(path.Child("maxTopologyAge"), args.MaxTopologyAge.Duration.String(), "must be greater than zero"))
 	}

@@ -85,6 +85,23 @@ func TestValidateNVLinkTopoArgs(t *testing.T) {
 			wantErrs: []string{"args.rdmaResourceNames[1]: Invalid value", `"rdma ib"`},
 		},
 		{
+			name:     "malformed DRA device class name",
+			modify:   func(a *config.NVLinkTopoArgs) { a.DRADeviceClassNames = []string{"gpu.nvidia.com", "GPU Class"} },
+			wantErrs: []string{"args.draDeviceClassNames[1]: Invalid value", `"GPU Class"`},
+		},
+		{
+			name:     "duplicate DRA device class names",
+			modify:   func(a *config.NVLinkTopoArgs) { a.DRADeviceClassNames = []string{"gpu.nvidia.com", "gpu.nvidia.com"} },
+			wantErrs: []string{`args.draDeviceClassNames[1]: Duplicate value: "gpu.nvidia.com"`},
+		},
+		{
+			name: "DRA classes without a driver",
+			modify: func(a *config.NVLinkTopoArgs) {
+				a.DRADeviceClassNames, a.DRADriverName = []string{"gpu.nvidia.com"}, ""
+			},
+			wantErrs: []string{"args.draDriverName: Invalid value"},
+		},
+		{
 			name:     "duplicate RDMA resource names",
 			modify:   func(a *config.NVLinkTopoArgs) { a.RDMAResourceNames = []string{"rdma/ib", "rdma/ib"} },
 			wantErrs: []string{`args.rdmaResourceNames[1]: Duplicate value: "rdma/ib"`},

@@ -24,10 +24,10 @@ import (
 // activates the waiting GPU pods instead, once the model has a report that
 // may help them (see NewFactory).
 func (pl *NVLinkTopo) EventsToRegister(_ context.Context) ([]fwk.ClusterEventWithHint, error) {
-	return []fwk.ClusterEventWithHint{
+	return append([]fwk.ClusterEventWithHint{
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}, QueueingHintFn: pl.isSchedulableAfterPodDeleted},
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add}},
-	}, nil
+	}, pl.draEvents()...), nil
 }
 
 func (pl *NVLinkTopo) isSchedulableAfterPodDeleted(logger klog.Logger, pod *v1.Pod, oldObj, _ interface{}) (fwk.QueueingHint, error) {

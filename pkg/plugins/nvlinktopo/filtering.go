@@ -15,6 +15,9 @@ import (
 
 type preFilterState struct {
 	request topology.GPURequest
+	// allOfNode: a ResourceClaim asks for every GPU of the node, which
+	// request.Count does not include (see requestOn).
+	allOfNode bool
 	// fits holds Filter's verdict per node (a topology.Fit) for Score, which
 	// runs on the nodes Filter passed.
 	fits sync.Map
@@ -28,11 +31,11 @@ func (s *preFilterState) Clone() fwk.StateData { return s }
 // skips pods without GPUs. A malformed override leaves the pod unschedulable
 // with a message that names the annotation.
 func (pl *NVLinkTopo) PreFilter(ctx context.Context, cycleState fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
-	req, err := pl.requestOf(pod)
+	req, dra, err := pl.podRequest(pod)
 	if err != nil {
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
 	}
-	if req.Count == 0 {
+	if req.Count == 0 && !dra.AllOfNode {
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
 	if pl.activeLease != nil {
@@ -42,7 +45,7 @@ func (pl *NVLinkTopo) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 			return nil, fwk.AsStatus(err)
 		}
 	}
-	cycleState.Write(preFilterStateKey, &preFilterState{request: req})
+	cycleState.Write(preFilterStateKey, &preFilterState{request: req, allOfNode: dra.AllOfNode})
 	pl.waiting.add(pod)
 	return nil, nil
 }
@@ -75,9 +78,10 @@ func (pl *NVLinkTopo) Filter(ctx context.Context, cycleState fwk.CycleState, pod
 		return fwk.AsStatus(err)
 	}
 	node := nodeInfo.Node().Name
-	fit, unfit, status := pl.fit(ctx, node, s.request)
+	req := pl.requestOn(s, node)
+	fit, unfit, status := pl.fit(ctx, node, req)
 	if status != nil {
-		if !needsTopology(s.request) {
+		if !needsTopology(req) {
 			// A single GPU without RDMA needs nothing only the topology
 			// can promise; the device plugin's count is enough.
 			return nil

@@ -66,6 +66,9 @@ type NVLinkTopo struct {
 	// activeLease, when set, keeps this process from placing GPU pods
 	// while another tandem scheduler is active.
 	activeLease *activelease.Guard
+	// dra reads the GPUs pods ask for through ResourceClaims; nil when
+	// no DRA device class is configured.
+	dra *topologysource.DRA
 }
 
 // NewFactory returns the plugin factory the scheduler registers. Every
@@ -86,6 +89,11 @@ func NewFactory(src *topologysource.Source, clk clock.PassiveClock) frameworkrun
 		pl, err := New(*args, cluster, clk)
 		if err != nil {
 			return nil, err
+		}
+		if len(args.DRADeviceClassNames) > 0 {
+			if pl.dra, err = src.DRA(ctx, h, topologysource.DRAConfig{DeviceClasses: args.DRADeviceClassNames, Driver: args.DRADriverName}); err != nil {
+				return nil, fmt.Errorf("%s: %w", Name, err)
+			}
 		}
 		pl.activeLease = src.ActiveLease(ctx, h.ClientSet(), clk)
 		src.SetRequestReader(pl.requestOf, pl.Fresh)
@@ -125,7 +133,38 @@ func New(args config.NVLinkTopoArgs, cluster *topology.Cluster, clk clock.Passiv
 // Name returns the plugin's name.
 func (pl *NVLinkTopo) Name() string { return Name }
 
+// requestOf is the pod's GPU request as PDAffinity plans it: a claim for
+// all of a node's GPUs counts the most any node has.
 func (pl *NVLinkTopo) requestOf(pod *v1.Pod) (topology.GPURequest, error) {
+	req, dra, err := pl.podRequest(pod)
+	if err != nil {
+		return req, err
+	}
+	if dra.AllOfNode && pl.dra != nil {
+		req.Count = min(req.Count+pl.dra.MaxNodeGPUs(), topologysource.MaxPodGPUs)
+	}
+	return req, nil
+}
+
+// podRequest reads the pod's GPU request: the extended resource's count
+// plus what its unallocated ResourceClaims ask for by count. A claim for
+// all of a node's GPUs is in dra.AllOfNode, to count per node.
+func (pl *NVLinkTopo) podRequest(pod *v1.Pod) (req topology.GPURequest, dra topologysource.DRARequest, err error) {
+	req, err = pl.deviceRequest(pod)
+	if err != nil || pl.dra == nil || len(pod.Spec.ResourceClaims) == 0 {
+		return req, dra, err
+	}
+	if dra, err = pl.dra.Request(pod); err != nil {
+		return req, dra, err
+	}
+	req.Count += dra.Count
+	if req.Count > topologysource.MaxPodGPUs {
+		return req, dra, fmt.Errorf("pod %s/%s asks for %d GPUs, more than %d", pod.Namespace, pod.Name, req.Count, topologysource.MaxPodGPUs)
+	}
+	return req, dra, nil
+}
+
+func (pl *NVLinkTopo) deviceRequest(pod *v1.Pod) (topology.GPURequest, error) {
 	requests := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
 	req := topology.GPURequest{
 		Island:      topology.IslandPolicy(pl.args.IslandPolicy),

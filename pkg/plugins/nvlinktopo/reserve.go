@@ -18,9 +18,10 @@ func (pl *NVLinkTopo) Reserve(ctx context.Context, cycleState fwk.CycleState, po
 		// PreFilter skipped the pod: it has no GPUs to record.
 		return nil
 	}
-	fit, unfit, reason := pl.cluster.Reserve(string(pod.UID), pod.Namespace+"/"+pod.Name, node, s.request, pl.untrusted)
+	req := pl.requestOn(s, node)
+	fit, unfit, reason := pl.cluster.Reserve(string(pod.UID), pod.Namespace+"/"+pod.Name, node, req, pl.untrusted)
 	switch {
-	case reason != "" && !needsTopology(s.request):
+	case reason != "" && !needsTopology(req):
 		return nil
 	case reason != "":
 		return fwk.NewStatus(fwk.Unschedulable, reason)

@@ -32,7 +32,7 @@ func (pl *NVLinkTopo) Score(ctx context.Context, cycleState fwk.CycleState, pod 
 	if fit, ok := s.fits.Load(nodeInfo.Node().Name); ok {
 		return clampScore(fit.(topology.Fit).Score(pl.weights)), nil
 	}
-	fit, unfit, status := pl.fit(ctx, nodeInfo.Node().Name, s.request)
+	fit, unfit, status := pl.fit(ctx, nodeInfo.Node().Name, pl.requestOn(s, nodeInfo.Node().Name))
 	if status != nil || unfit != nil {
 		// Filter let the node through without a fit (a pod that needs no
 		// topology), or the picture changed in between.

@@ -28,7 +28,7 @@ func (pl *PDAffinity) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 		klog.FromContext(ctx).V(3).Info("Malformed P/D labels", "pod", klog.KObj(pod), "err", err)
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
 	}
-	if _, err := topologysource.GPUCount(pod, pl.gpuResource); err != nil {
+	if _, err := pl.gpuCount(pod); err != nil {
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
 	}
 	s := &preFilterState{member: member, requiredLevel: -1, ratio: 0.5}
@@ -72,7 +72,7 @@ func (pl *PDAffinity) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 	} else {
 		unitRoles = pl.unitRoles(pod, member)
 	}
-	s.index = pl.buildIndex(pod, member, nodes, gpuRequest(pod, pl.gpuResource), unitSize, unitRoles)
+	s.index = pl.buildIndex(pod, member, nodes, pl.gpuRequest(pod), unitSize, unitRoles)
 	if s.requiredLevel >= 0 {
 		level := pl.levels[s.requiredLevel].Name
 		s.capacityReason = fmt.Sprintf("%s has too few free GPUs: unit %s needs %d in one %s (%s=%s)",
@@ -176,15 +176,25 @@ func (pl *PDAffinity) roleCounts(pod *v1.Pod, m Member, match func(Member) bool)
 	return &counts
 }
 
-// gpuRequest is the GPUs the pod requests. PreFilter refuses a pod that
-// asks for more than MaxPodGPUs; any other pod (a placed peer) counts as
-// asking for that many.
-func gpuRequest(pod *v1.Pod, name v1.ResourceName) int64 {
-	n, err := topologysource.GPUCount(pod, name)
+// gpuRequest is the GPUs the pod requests, by the extended resource or its
+// ResourceClaims. PreFilter refuses a pod that asks for more than
+// MaxPodGPUs or whose claims cannot be read; any other pod (a placed peer)
+// counts as asking for that many.
+func (pl *PDAffinity) gpuRequest(pod *v1.Pod) int64 {
+	n, err := pl.gpuCount(pod)
 	if err != nil {
 		return topologysource.MaxPodGPUs
 	}
 	return int64(n)
+}
+
+// gpuCount counts the pod's GPUs as the placement model's source does
+// (ResourceClaims included), or by the extended resource alone without one.
+func (pl *PDAffinity) gpuCount(pod *v1.Pod) (int, error) {
+	if pl.src == nil {
+		return topologysource.GPUCount(pod, pl.gpuResource)
+	}
+	return pl.src.GPUCount(pod, pl.gpuResource)
 }
 
 func readState(cycleState fwk.CycleState) (*preFilterState, error) {

@@ -216,7 +216,7 @@ func (pl *PDAffinity) plannedResult(pod *v1.Pod, m Member, up *unitPlan, node st
 		}
 	}
 	names := sets.New(node)
-	gpus := int(gpuRequest(pod, pl.gpuResource))
+	gpus := int(pl.gpuRequest(pod))
 	levels := len(pl.levels)
 	for level := levels - 1; level >= max(requiredLevel, 0) && names.Len() <= planFallbacks; level-- {
 		for _, n := range pl.domains.NodesNear(level, node, gpus, planFallbacks+1-names.Len(), names.Has) {

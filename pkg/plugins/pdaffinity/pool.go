@@ -49,7 +49,7 @@ func (pl *PDAffinity) poolCandidates(ctx context.Context, pod *v1.Pod, m Member,
 	if pl.domains == nil {
 		return nil, nil
 	}
-	gpus := int(gpuRequest(pod, pl.gpuResource))
+	gpus := int(pl.gpuRequest(pod))
 	g := s.index
 	coarsest := max(s.requiredLevel, 0)
 	if g.targetNodes.Len() > 0 {

@@ -35,7 +35,7 @@ func ReportOf(nt *topologyv1alpha1.NodeTopology) *topology.NodeReport {
 		}
 	}
 	for _, g := range st.GPUs {
-		r.GPUs = append(r.GPUs, topology.ReportedGPU{Index: g.Index, UUID: g.UUID, Island: g.Island, MIG: g.MIGMode == topologyv1alpha1.MIGEnabled})
+		r.GPUs = append(r.GPUs, topology.ReportedGPU{Index: g.Index, UUID: g.UUID, PCIBusID: g.PCIBusID, Island: g.Island, MIG: g.MIGMode == topologyv1alpha1.MIGEnabled})
 	}
 	for _, n := range st.NICs {
 		r.NICs = append(r.NICs, topology.ReportedNIC{Name: n.Name, Active: n.State == topologyv1alpha1.PortActive, RateGbps: n.RateGbps})

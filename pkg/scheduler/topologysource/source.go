@@ -51,6 +51,7 @@ type Source struct {
 	fresh            func(node string, heartbeat time.Time) bool
 	onReport         []func(old, nt *topologyv1alpha1.NodeTopology)
 	activeLease      *activelease.Guard
+	dra              *DRA
 }
 
 // ActiveLease returns the process's one active-scheduler Lease guard,
