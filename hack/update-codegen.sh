@@ -38,3 +38,7 @@ go run "sigs.k8s.io/controller-tools/cmd/controller-gen@$CONTROLLER_GEN_VERSION"
 # scheduler-plugins version go.mod pins.
 podgroup_crd="$(go list -m -f '{{.Dir}}' sigs.k8s.io/scheduler-plugins)/config/crd/bases/scheduling.x-k8s.io_podgroups.yaml"
 install -m 0644 "$podgroup_crd" manifests/crds/scheduling.x-k8s.io_podgroups.yaml
+
+# The Helm chart templates both CRDs from copies in its own tree (a chart
+# cannot read files outside it).
+install -m 0644 manifests/crds/tandem.dev_nodetopologies.yaml manifests/crds/scheduling.x-k8s.io_podgroups.yaml charts/tandem/files/crds/

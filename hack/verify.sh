@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fails when the tree is not formatted, vetted, tidy, or when a generated file
-# is not what the generators make from the sources today.
+# Fails when the tree is not formatted, vetted, tidy, when a generated file
+# is not what the generators make from the sources today, or when Helm lints
+# charts/tandem with an error or warning.
 set -o errexit -o nounset -o pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -30,10 +31,15 @@ mkdir "$tmp/tree"
 git ls-files --cached --others --exclude-standard -z | xargs -0 cp --parents -t "$tmp/tree"
 (cd "$tmp/tree" && hack/update-codegen.sh)
 status=0
-for dir in apis pkg/generated manifests/crds; do
+for dir in apis pkg/generated manifests/crds charts/tandem/files/crds; do
 	diff -ru --exclude='*.go~' "$dir" "$tmp/tree/$dir" || status=1
 done
 if [ "$status" != 0 ]; then
 	echo "generated files are stale: run make generate"; exit 1
 fi
+echo "--- helm lint"
+# Helm's lint through its SDK (strict: warnings fail too), with the default
+# values and with every optional part on.
+go run ./hack/helmlint charts/tandem charts/tandem/ci/all-on-values.yaml
+
 echo "verify: ok"
