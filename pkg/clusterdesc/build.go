@@ -8,6 +8,8 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	resourcev1 "k8s.io/api/resource/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -29,6 +31,10 @@ type Node struct {
 	// group's allocatedGPUs, and whatever Hold added. Create does not create
 	// them; CreateHolders does.
 	Holders []Holder
+	// ResourceSlice is what NVIDIA's DRA driver publishes for the node's
+	// GPUs on a group with gpuAllocation dra (whatever the state of its
+	// NodeTopology: the driver runs without tandem's agent); nil otherwise.
+	ResourceSlice *resourcev1.ResourceSlice
 }
 
 // Build makes every node of the cluster; heartbeats are relative to now.
@@ -68,7 +74,8 @@ func (g NodeGroup) build(name string, now time.Time) Node {
 		v1.ResourceMemory: resource.MustParse(s.memory),
 		v1.ResourcePods:   resource.MustParse("110"),
 	}
-	if s.gpus > 0 {
+	dra := g.GPUAllocation == GPUAllocationDRA
+	if s.gpus > 0 && !dra {
 		capacity[GPUResourceName] = *resource.NewQuantity(int64(s.gpus), resource.DecimalSI)
 	}
 	node := &v1.Node{
@@ -83,16 +90,22 @@ func (g NodeGroup) build(name string, now time.Time) Node {
 	if s.gpus > 0 && len(g.AllocatedGPUs) > 0 {
 		out.Holders = []Holder{{Name: holderName(name), GPUs: slices.Clone(g.AllocatedGPUs)}}
 	}
-	if s.gpus == 0 || g.Topology == TopologyMissing {
+	if s.gpus == 0 {
 		return out
 	}
 	heartbeat := now
 	if g.Topology == TopologyStale {
 		heartbeat = now.Add(-staleAge)
 	}
-	out.Topology = &topologyv1alpha1.NodeTopology{
+	nt := &topologyv1alpha1.NodeTopology{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Status:     g.topologyStatus(name, s, nvlinkDomain, heartbeat),
+	}
+	if dra {
+		out.ResourceSlice = NVIDIAResourceSlice(nt)
+	}
+	if g.Topology != TopologyMissing {
+		out.Topology = nt
 	}
 	return out
 }
@@ -189,12 +202,26 @@ func gpuUUID(node string, index int) string {
 
 // Create creates the nodes and, for those that have one, their NodeTopology
 // owned by the Node, with its status written through the status subresource
-// as the agent writes it.
+// as the agent writes it. DRA nodes get their ResourceSlice, owned by the
+// Node as the driver's kubelet plugin makes it, and the cluster NVIDIA's
+// DeviceClass for GPUs (kept if it exists).
 func Create(ctx context.Context, client kubernetes.Interface, tandem versioned.Interface, nodes []Node) error {
+	if slices.ContainsFunc(nodes, func(n Node) bool { return n.ResourceSlice != nil }) {
+		if _, err := client.ResourceV1().DeviceClasses().Create(ctx, NVIDIADeviceClass(), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating DeviceClass %s: %w", NVIDIADriver, err)
+		}
+	}
 	for _, n := range nodes {
 		node, err := client.CoreV1().Nodes().Create(ctx, n.Node, metav1.CreateOptions{})
 		if err != nil {
 			return fmt.Errorf("creating node %s: %w", n.Node.Name, err)
+		}
+		if n.ResourceSlice != nil {
+			rs := n.ResourceSlice.DeepCopy()
+			rs.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(node, v1.SchemeGroupVersion.WithKind("Node"))}
+			if _, err := client.ResourceV1().ResourceSlices().Create(ctx, rs, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("creating ResourceSlice %s: %w", rs.Name, err)
+			}
 		}
 		if n.Topology == nil {
 			continue

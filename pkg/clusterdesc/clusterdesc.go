@@ -56,7 +56,22 @@ type NodeGroup struct {
 	AllocatedGPUs []int32 `json:"allocatedGPUs,omitempty"`
 	// MIGGPUs are GPU indexes in MIG mode.
 	MIGGPUs []int32 `json:"migGPUs,omitempty"`
+	// GPUAllocation is how pods get the nodes' GPUs; default device-plugin.
+	GPUAllocation GPUAllocation `json:"gpuAllocation,omitempty"`
 }
+
+// GPUAllocation is the path through which pods get a node's GPUs.
+type GPUAllocation string
+
+const (
+	// GPUAllocationDevicePlugin: the node advertises nvidia.com/gpu, as
+	// NVIDIA's device plugin does, and pods request that resource.
+	GPUAllocationDevicePlugin GPUAllocation = "device-plugin"
+	// GPUAllocationDRA: the node advertises no GPU resource; NVIDIA's DRA
+	// driver publishes its GPUs in a ResourceSlice, and pods get them
+	// through ResourceClaims of DeviceClass gpu.nvidia.com.
+	GPUAllocationDRA GPUAllocation = "dra"
+)
 
 // Parse reads a cluster description in YAML, rejecting unknown fields, and
 // validates it.
@@ -100,6 +115,19 @@ func (c *Cluster) Validate() error {
 					}
 				}
 			}
+		}
+		switch g.GPUAllocation {
+		case "", GPUAllocationDevicePlugin:
+		case GPUAllocationDRA:
+			if s, ok := shapes[g.Shape]; ok && s.gpus == 0 {
+				errs = append(errs, field.Invalid(p.Child("gpuAllocation"), g.GPUAllocation, fmt.Sprintf("shape %s has no GPUs", g.Shape)))
+			}
+			if len(g.AllocatedGPUs) > 0 {
+				errs = append(errs, field.Invalid(p.Child("allocatedGPUs"), g.AllocatedGPUs,
+					"a DRA node's GPUs are held through ResourceClaims, which the kubelet's report does not list: hold them with pods and claims instead"))
+			}
+		default:
+			errs = append(errs, field.NotSupported(p.Child("gpuAllocation"), g.GPUAllocation, []GPUAllocation{GPUAllocationDevicePlugin, GPUAllocationDRA}))
 		}
 		switch g.Topology {
 		case "", TopologyFresh, TopologyStale, TopologyMissing:

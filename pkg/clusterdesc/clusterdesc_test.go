@@ -311,6 +311,30 @@ nodes:
 			wantErrs: []string{`nodes[0].name: Invalid value: "Node_A"`},
 		},
 		{
+			name: "unknown GPU allocation path",
+			yaml: `
+nodes:
+- {name: a, shape: hgx-h100, gpuAllocation: mig}
+`,
+			wantErrs: []string{`nodes[0].gpuAllocation: Unsupported value: "mig"`, `"device-plugin", "dra"`},
+		},
+		{
+			name: "DRA on a node without GPUs",
+			yaml: `
+nodes:
+- {name: a, shape: cpu, gpuAllocation: dra}
+`,
+			wantErrs: []string{`nodes[0].gpuAllocation: Invalid value: "dra"`, "shape cpu has no GPUs"},
+		},
+		{
+			name: "GPUs held on a DRA node without claims",
+			yaml: `
+nodes:
+- {name: a, shape: hgx-h100, gpuAllocation: dra, allocatedGPUs: [0]}
+`,
+			wantErrs: []string{"nodes[0].allocatedGPUs: Invalid value", "ResourceClaims"},
+		},
+		{
 			name: "every problem is reported",
 			yaml: `
 nodes:

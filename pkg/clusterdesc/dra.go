@@ -14,6 +14,17 @@ import (
 // driver (k8s-dra-driver-gpu).
 const NVIDIADriver = "gpu.nvidia.com"
 
+// NVIDIADeviceClass is the DeviceClass for whole GPUs that NVIDIA's DRA
+// driver installs: its driver's devices typed gpu (not mig or vfio).
+func NVIDIADeviceClass() *resourcev1.DeviceClass {
+	return &resourcev1.DeviceClass{
+		ObjectMeta: metav1.ObjectMeta{Name: NVIDIADriver},
+		Spec: resourcev1.DeviceClassSpec{Selectors: []resourcev1.DeviceSelector{{CEL: &resourcev1.CELDeviceSelector{
+			Expression: fmt.Sprintf("device.driver == '%s' && device.attributes['%s'].type == 'gpu'", NVIDIADriver, NVIDIADriver),
+		}}}},
+	}
+}
+
 // NVIDIAResourceSlice is the ResourceSlice NVIDIA's DRA driver publishes
 // for a node's GPUs, built from its NodeTopology: one pool named after the
 // node, a device gpu-<minor> per GPU (the fixture's minor is the NVML

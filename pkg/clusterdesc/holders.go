@@ -32,8 +32,12 @@ func HolderPod(node string) string { return HolderNamespace + "/" + holderName(n
 
 func holderName(node string) string { return "holder-" + node }
 
-// GPUCount is how many GPUs the node advertises.
+// GPUCount is how many GPUs the node advertises: as an extended resource,
+// or on a DRA node as devices of its ResourceSlice.
 func (n *Node) GPUCount() int {
+	if n.ResourceSlice != nil {
+		return len(n.ResourceSlice.Spec.Devices)
+	}
 	q := n.Node.Status.Capacity[GPUResourceName]
 	return int(q.Value())
 }
