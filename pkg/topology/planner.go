@@ -105,6 +105,9 @@ type planner struct {
 	pending, anchors []int
 	need, maxPod     int
 	lowerBound       float64
+	// base holds what every packing starts from (the held pods' GPUs, the
+	// anchors), built once per plan however many domains are packed.
+	base *sim
 }
 
 func (p *planner) plan() (*Plan, error) {
@@ -478,7 +481,13 @@ func (s *sim) placeOn(pods []int, nodes []string) bool {
 
 // pack places the pending pods within domain d, sub-unit by sub-unit.
 func (p *planner) pack(d *Domain) (map[string]string, bool) {
-	s := p.newSim()
+	if p.base == nil {
+		p.base = p.newSim()
+	}
+	s := p.base.child()
+	for pod, node := range p.base.nodes {
+		s.nodes[pod] = node
+	}
 	finest := len(p.v.levels) - 1
 	if d.Level == finest {
 		if !s.placeOn(p.pending, d.nodes) {
