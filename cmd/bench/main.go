@@ -46,6 +46,7 @@ func main() {
 	flag.Float64Var(&o.held, "held", 0, "share of the cluster's GPUs that pods of another tenant hold before the workload, scattered over GPU nodes (0 to below 1)")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the random placement of --held")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write each run's CPU profile of its measured window here, the profile's name before the extension (cpu.pprof: cpu.tandem.pprof, ...)")
+	flag.StringVar(&o.schedulerBinary, "scheduler-binary", "", "run the scheduler as a child process from this binary (go build ./cmd/scheduler) and report its memory (VmRSS, VmHWM, Go heap) once the pods are bound; its CPU time is then the scheduler's")
 	flag.Parse()
 	o.qps = float32(*qps)
 	if err := o.run(); err != nil {
@@ -66,6 +67,7 @@ type opts struct {
 	held              float64
 	seed              uint64
 	cpuProfile        string
+	schedulerBinary   string
 }
 
 func profileNames() string {
@@ -149,6 +151,21 @@ func (o opts) run() error {
 	if err != nil {
 		return err
 	}
+	if o.schedulerBinary != "" {
+		if o.cpuProfile != "" {
+			return fmt.Errorf("--cpuprofile profiles this process, where the scheduler does not run with --scheduler-binary")
+		}
+		abs, err := filepath.Abs(o.schedulerBinary)
+		if err != nil {
+			return fmt.Errorf("--scheduler-binary: %w", err)
+		}
+		if fi, err := os.Stat(abs); err != nil {
+			return fmt.Errorf("--scheduler-binary: %w", err)
+		} else if fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return fmt.Errorf("--scheduler-binary: %s is not an executable file", abs)
+		}
+		o.schedulerBinary = abs
+	}
 	desc, name, err := o.loadCluster()
 	if err != nil {
 		return err
@@ -210,6 +227,7 @@ func (o opts) run() error {
 		ro := run.Options{
 			Cluster: desc, Workload: wl, Profile: p, Settle: o.settle, Timeout: o.timeout,
 			SchedulerQPS: o.qps, HeldShare: o.held, Seed: o.seed, Log: logOut, Step: step,
+			SchedulerBinary: o.schedulerBinary,
 		}
 		if o.cpuProfile != "" {
 			ext := filepath.Ext(o.cpuProfile)
@@ -240,6 +258,9 @@ func (o opts) run() error {
 		}
 		rep.Runs = append(rep.Runs, r)
 		step("[%s] done: %d/%d bound, %.1f pods/s, mean KV transfer %s", p, res.Scheduled, len(res.Pods), res.Throughput, bench.Millis(r.Quality.MeanTransfer))
+		if m := res.Memory; m != nil {
+			step("[%s] scheduler process: RSS %s, peak RSS %s, Go heap in use %s", p, mib(m.RSS), mib(m.PeakRSS), heapOf(*m))
+		}
 		if res.NotProfiled != "" {
 			step("[%s] scheduler CPU not attributed: %s", p, res.NotProfiled)
 		}
@@ -338,6 +359,7 @@ func print(w io.Writer, rep Report) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
+	printMemory(w, rep)
 
 	classes := bench.PathClasses(topology.DefaultLevels())
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -404,6 +426,39 @@ func print(w io.Writer, rep Report) {
 		}
 		tw.Flush()
 	}
+}
+
+// printMemory lists the scheduler process's memory of the runs that ran it
+// as a child (--scheduler-binary).
+func printMemory(w io.Writer, rep Report) {
+	sampled := false
+	for _, r := range rep.Runs {
+		sampled = sampled || r.Memory != nil
+	}
+	if !sampled {
+		return
+	}
+	fmt.Fprintln(w, "The scheduler as its own process, sampled once the pods are bound or settled (RSS: VmRSS; peak: VmHWM, since its start; heap: go_memstats_heap_inuse_bytes). Its CPU is its own; CPU/pod adds it to this process's.")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "profile\tnodes\tRSS\tpeak RSS\tGo heap in use\t\n")
+	for _, r := range rep.Runs {
+		if m := r.Memory; m != nil {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t\n", r.Profile, rep.Nodes, mib(m.RSS), mib(m.PeakRSS), heapOf(*m))
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+}
+
+func mib(b uint64) string {
+	return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20))
+}
+
+func heapOf(m bench.ProcessMemory) string {
+	if m.HeapInuse == 0 {
+		return "- (" + m.HeapNotRead + ")"
+	}
+	return mib(m.HeapInuse)
 }
 
 // times renders a ratio; 0 stands for one that is undefined (a zero

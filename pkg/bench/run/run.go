@@ -91,6 +91,12 @@ type Options struct {
 	// CPUProfile, when set, names the files the run's CPU profile segments
 	// are written to: cpu.pprof becomes cpu.000.pprof, cpu.001.pprof, ...
 	CPUProfile string
+	// SchedulerBinary, when set, runs the scheduler as a child process from
+	// this binary (go build ./cmd/scheduler) rather than in this process,
+	// so that its memory and CPU time are its own: the run reports the
+	// child's memory once the pods are bound or settled, its CPU time as
+	// the scheduler's, and its attempt latency from its /metrics.
+	SchedulerBinary string
 	// Inspect, when set, is called once the pods are bound or settled,
 	// with a client config for the control plane, before it is torn down.
 	Inspect func(ctx context.Context, cfg *rest.Config) error
@@ -135,6 +141,14 @@ type Result struct {
 	// Attempts are the scheduling attempt latencies of this run, by result
 	// (scheduled, unschedulable, error).
 	Attempts map[string]bench.Histogram `json:"attempts"`
+	// SchedulerProcess is true when the scheduler ran as its own process
+	// (Options.SchedulerBinary): ProcessCPU then adds the child's CPU time
+	// to this process's, and the scheduler's CPU is the child's alone.
+	SchedulerProcess bool `json:"schedulerProcess,omitempty"`
+	// SchedulerPID is the child's process id, stopped when Run returns.
+	SchedulerPID int `json:"-"`
+	// Memory is the child's memory once the pods are bound or settled.
+	Memory *bench.ProcessMemory `json:"schedulerMemory,omitempty"`
 }
 
 // Run creates a control plane, the cluster, the scheduler and the workload,
@@ -227,6 +241,9 @@ func run(ctx context.Context, tb *controlplane.ProcessTB, o Options) (*Result, e
 		names := slices.Sorted(maps.Keys(early))
 		return nil, fmt.Errorf("%d pods are bound before the scheduler started, pod %s/%s to node %s first", len(names), Namespace, names[0], early[names[0]])
 	}
+	if o.SchedulerBinary != "" {
+		return runProcess(ctx, tb, cp, o, config, schedulerName, now, built, want, watcher, len(pods))
+	}
 	before, err := attempts(schedulerName)
 	if err != nil {
 		return nil, err
@@ -264,26 +281,8 @@ func run(ctx context.Context, tb *controlplane.ProcessTB, o Options) (*Result, e
 		return nil, err
 	}
 
-	res := &Result{Profile: o.Profile, Nodes: bench.NodesOf(built), Attempts: map[string]bench.Histogram{}}
-	res.HeldGPUs = bench.HeldGPUs(res.Nodes)
-	bound := watcher.bound()
-	for _, p := range want {
-		p.Node = bound[p.Name]
-		if p.Node != "" {
-			res.Scheduled++
-		}
-		res.Pods = append(res.Pods, p)
-	}
+	res := newResult(o.Profile, built, want, watcher, start)
 	w := watcher.window()
-	if res.Scheduled > 0 {
-		res.FirstBinding = w.first.Sub(start)
-	}
-	if res.Scheduled > 1 {
-		res.Window = w.last.Sub(w.first)
-		res.Throughput = float64(res.Scheduled) / res.Window.Seconds()
-		res.ProcessCPU = w.lastCPU - w.firstCPU
-		res.ProcessCPUPerPod = res.ProcessCPU / time.Duration(res.Scheduled)
-	}
 	switch {
 	case profErr != nil:
 		res.NotProfiled = profErr.Error()
@@ -322,6 +321,147 @@ func run(ctx context.Context, tb *controlplane.ProcessTB, o Options) (*Result, e
 		res.Attempts[result] = d
 	}
 	return res, nil
+}
+
+// newResult is what every run reports: where the pods went, the window and
+// the process CPU over it.
+func newResult(profile Profile, built []clusterdesc.Node, want []bench.Pod, watcher *bindingWatcher, start time.Time) *Result {
+	res := &Result{Profile: profile, Nodes: bench.NodesOf(built), Attempts: map[string]bench.Histogram{}}
+	res.HeldGPUs = bench.HeldGPUs(res.Nodes)
+	bound := watcher.bound()
+	for _, p := range want {
+		p.Node = bound[p.Name]
+		if p.Node != "" {
+			res.Scheduled++
+		}
+		res.Pods = append(res.Pods, p)
+	}
+	w := watcher.window()
+	if res.Scheduled > 0 {
+		res.FirstBinding = w.first.Sub(start)
+	}
+	if res.Scheduled > 1 {
+		res.Window = w.last.Sub(w.first)
+		res.Throughput = float64(res.Scheduled) / res.Window.Seconds()
+		res.ProcessCPU = w.lastCPU - w.firstCPU
+		res.ProcessCPUPerPod = res.ProcessCPU / time.Duration(res.Scheduled)
+	}
+	return res
+}
+
+// maxHeartbeatAge is how old the NodeTopology heartbeats, written when the
+// cluster is created, may be when a scheduler process starts: it runs on the
+// real clock, and the shipped maxTopologyAge is 5m.
+const maxHeartbeatAge = 4 * time.Minute
+
+// heapMetric is the Go heap in use on the scheduler's /metrics.
+const heapMetric = "go_memstats_heap_inuse_bytes"
+
+// runProcess is the rest of run with the scheduler as a child process.
+func runProcess(ctx context.Context, tb *controlplane.ProcessTB, cp *controlplane.ControlPlane, o Options, config, schedulerName string,
+	now time.Time, built []clusterdesc.Node, want []bench.Pod, watcher *bindingWatcher, pods int) (*Result, error) {
+	if age := time.Since(now); age > maxHeartbeatAge {
+		return nil, fmt.Errorf("the NodeTopology heartbeats are %s old when the scheduler process starts, more than %s: it runs on the real clock, and would see nodes go stale (maxTopologyAge 5m) while it places the pods", age.Round(time.Second), maxHeartbeatAge)
+	}
+	o.Step("[%s] starting the scheduler process %s (profile %s); the clock starts now", o.Profile, o.SchedulerBinary, schedulerName)
+	start := time.Now()
+	watcher.startClock(start)
+	proc, err := cp.StartSchedulerProcess(tb, o.SchedulerBinary, config, controlplane.SchedulerOptions{ClientQPS: o.SchedulerQPS}, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	watcher.setChild(func() time.Duration {
+		cpu, err := bench.ReadProcCPU(proc.Pid)
+		if err != nil {
+			return 0
+		}
+		return cpu
+	})
+	if err := proc.WaitHealthy(ctx, 2*time.Minute); err != nil {
+		return nil, err
+	}
+	o.Step("[%s] waiting for the scheduler (pods still unbound after %s without a binding count as pending)", o.Profile, o.Settle)
+	watcher.wait(ctx, pods, o.Settle, o.Timeout, func(bound int) {
+		o.Step("[%s] %d/%d pods bound", o.Profile, bound, pods)
+	})
+	select {
+	case <-proc.Exited():
+		return nil, fmt.Errorf("the scheduler process %d exited while placing the pods (its output is in the control plane's log)", proc.Pid)
+	default:
+	}
+	mem, err := bench.ReadProcMemory(proc.Pid)
+	if err != nil {
+		return nil, fmt.Errorf("reading the scheduler's memory: %w", err)
+	}
+	res := newResult(o.Profile, built, want, watcher, start)
+	res.SchedulerProcess, res.SchedulerPID, res.Memory = true, proc.Pid, &mem
+	if err := scrapeProcess(ctx, proc, schedulerName, res); err != nil {
+		return nil, err
+	}
+	if o.Inspect != nil {
+		if err := o.Inspect(ctx, cp.Config); err != nil {
+			return nil, err
+		}
+	}
+	if err := proc.Stop(); err != nil {
+		return nil, err
+	}
+	w := watcher.window()
+	if res.Scheduled > 1 {
+		sched := w.lastChild - w.firstChild
+		res.Profiled = true
+		if res.ProcessCPU > 0 {
+			res.SchedulerCPUShare = float64(sched) / float64(res.ProcessCPU)
+		}
+		res.SchedulerCPUPerPod = sched / time.Duration(res.Scheduled)
+	} else {
+		res.NotProfiled = "fewer than two bindings: no window"
+	}
+	return res, nil
+}
+
+// scrapeProcess reads the Go heap and the attempt latencies from the
+// scheduler process's /metrics. The scheduler counts an attempt once its
+// binding has returned, a moment after the pod informer sees the binding,
+// so the scrape is repeated for up to ten seconds until every bound pod's
+// attempt is counted.
+func scrapeProcess(ctx context.Context, proc *controlplane.SchedulerProcess, schedulerName string, res *Result) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		text, err := proc.Metrics(ctx)
+		if err != nil {
+			res.Memory.HeapNotRead = err.Error()
+			return nil
+		}
+		families, err := bench.ParseMetrics(text)
+		if err != nil {
+			res.Memory.HeapNotRead = fmt.Sprintf("parsing %s: %v", proc.MetricsURL, err)
+			return nil
+		}
+		if heap, err := bench.GaugeValue(families, heapMetric); err != nil {
+			res.Memory.HeapNotRead = err.Error()
+		} else {
+			res.Memory.HeapInuse, res.Memory.HeapNotRead = uint64(heap), ""
+		}
+		// A fresh process: its histogram is this run's alone.
+		for _, result := range []string{"scheduled", "unschedulable", "error"} {
+			h, found, err := bench.HistogramOf(families, attemptMetric, map[string]string{"result": result, "profile": schedulerName})
+			if err != nil {
+				return err
+			}
+			if found {
+				res.Attempts[result] = h
+			}
+		}
+		if res.Attempts["scheduled"].Count >= uint64(res.Scheduled) || time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // The pprof label on the scheduler's goroutines.
@@ -533,7 +673,10 @@ type bindingWatcher struct {
 	seen  map[string]bool
 	// clock is set when the scheduler starts; bindings seen before it do
 	// not open the window.
-	clock  time.Time
+	clock time.Time
+	// child, when set, is the CPU time of a scheduler running as a child
+	// process: it counts in the process CPU and is sampled on its own.
+	child  func() time.Duration
 	w      bindingWindow
 	change chan struct{}
 	cancel context.CancelFunc
@@ -544,6 +687,8 @@ type bindingWatcher struct {
 type bindingWindow struct {
 	first, last       time.Time
 	firstCPU, lastCPU time.Duration
+	// firstChild and lastChild are the child scheduler's CPU time then.
+	firstChild, lastChild time.Duration
 }
 
 func watchBindings(ctx context.Context, cp *controlplane.ControlPlane) (*bindingWatcher, error) {
@@ -561,11 +706,15 @@ func watchBindings(ctx context.Context, cp *controlplane.ControlPlane) (*binding
 		if _, bound := w.nodes[pod.Name]; !bound && pod.Spec.NodeName != "" {
 			w.nodes[pod.Name] = pod.Spec.NodeName
 			if !w.clock.IsZero() {
-				now, cpu := time.Now(), processCPU()
-				if w.w.first.IsZero() {
-					w.w.first, w.w.firstCPU = now, cpu
+				now, cpu, child := time.Now(), processCPU(), time.Duration(0)
+				if w.child != nil {
+					child = w.child()
+					cpu += child
 				}
-				w.w.last, w.w.lastCPU = now, cpu
+				if w.w.first.IsZero() {
+					w.w.first, w.w.firstCPU, w.w.firstChild = now, cpu, child
+				}
+				w.w.last, w.w.lastCPU, w.w.lastChild = now, cpu, child
 			}
 		}
 		w.mu.Unlock()
@@ -596,6 +745,13 @@ func (w *bindingWatcher) startClock(t time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.clock = t
+}
+
+// setChild counts a child scheduler's CPU time, read by cpu, from now on.
+func (w *bindingWatcher) setChild(cpu func() time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.child = cpu
 }
 
 func (w *bindingWatcher) window() bindingWindow {
