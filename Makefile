@@ -88,10 +88,10 @@ verify: ## gofmt, go vet, go.mod tidy, and generated code current.
 	hack/verify.sh
 
 test-unit: ## Unit tests.
-	$(GO) test -count=1 -timeout $(UNIT_TIMEOUT) $(UNIT_PKGS)
+	GO=$(GO) hack/gotest.sh -count=1 -timeout $(UNIT_TIMEOUT) $(UNIT_PKGS)
 
 test-integration: ## Integration tests on an in-process kube-apiserver and etcd.
-	$(GO) test -count=1 -timeout $(INTEGRATION_TIMEOUT) ./test/integration/...
+	GO=$(GO) hack/gotest.sh -count=1 -timeout $(INTEGRATION_TIMEOUT) ./test/integration/...
 
 test: test-unit test-integration ## Unit and integration tests.
 
