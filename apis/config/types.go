@@ -51,6 +51,10 @@ type NVLinkTopoArgs struct {
 	DRADeviceClassNames []string
 	// DRADriverName is the DRA driver whose ResourceSlices publish the GPUs.
 	DRADriverName string
+	// DRARDMADeviceClassNames are the DeviceClasses whose ResourceClaim
+	// requests ask for RDMA NICs; a pod claiming one needs GPUDirect RDMA,
+	// as one requesting an RDMAResourceNames resource does.
+	DRARDMADeviceClassNames []string
 }
 
 // TopologyLevel is one level of the network and NVLink hierarchy.

@@ -66,6 +66,11 @@ func (in *NVLinkTopoArgs) DeepCopyInto(out *NVLinkTopoArgs) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.DRARDMADeviceClassNames != nil {
+		in, out := &in.DRARDMADeviceClassNames, &out.DRARDMADeviceClassNames
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	return
 }
 

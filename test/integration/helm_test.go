@@ -306,7 +306,7 @@ func TestHelmChart(t *testing.T) {
 				"image":               map[string]any{"tag": "v9.9.9-test"},
 				"replicas":            int64(3),
 				"extraArgs":           []any{"--v=4"},
-				"nvlinkTopo":          map[string]any{"islandPolicy": "Preferred", "maxPCIeLevel": "PHB", "rdmaResourceNames": []any{"rdma/ib"}},
+				"nvlinkTopo":          map[string]any{"islandPolicy": "Preferred", "maxPCIeLevel": "PHB", "rdmaResourceNames": []any{"rdma/ib"}, "draRDMADeviceClassNames": []any{"dranet"}},
 				"pdAffinity":          map[string]any{"levelPreset": "gke", "sameNode": "Forbid", "labelPresets": []any{}},
 				"podDisruptionBudget": map[string]any{"enabled": false},
 				"priorityClassName":   "",
@@ -372,7 +372,7 @@ func TestHelmChart(t *testing.T) {
 			args[pc.Name] = pc.Args
 		}
 		wantArgs := map[string]map[string]any{
-			"NVLinkTopo": {"gpuResourceName": "nvidia.com/gpu", "islandPolicy": "Preferred", "maxPCIeLevel": "PHB", "maxTopologyAge": "5m", "rdmaResourceNames": []any{"rdma/ib"}},
+			"NVLinkTopo": {"gpuResourceName": "nvidia.com/gpu", "islandPolicy": "Preferred", "maxPCIeLevel": "PHB", "maxTopologyAge": "5m", "rdmaResourceNames": []any{"rdma/ib"}, "draRDMADeviceClassNames": []any{"dranet"}},
 			// An empty labelPresets list is written out: it means tandem's
 			// labels only, where leaving it out means every preset.
 			"PDAffinity": {"levelPreset": "gke", "sameNode": "Forbid", "labelPresets": []any{}},

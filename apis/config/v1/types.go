@@ -53,6 +53,14 @@ type NVLinkTopoArgs struct {
 	// DRADriverName is the DRA driver whose ResourceSlices publish the
 	// GPUs. Default: gpu.nvidia.com.
 	DRADriverName string `json:"draDriverName,omitempty"`
+	// DRARDMADeviceClassNames are the DeviceClasses (resource.k8s.io) whose
+	// ResourceClaim requests ask for RDMA NICs (for example DRANET's
+	// `dranet`, or the class of NVIDIA's DRA driver for SR-IOV): a pod that
+	// claims a device of one needs GPUDirect RDMA, as a pod requesting one
+	// of rdmaResourceNames does. Read only while draDeviceClassNames is not
+	// empty. Default: none, since a NIC class does not say whether its
+	// devices are used for RDMA.
+	DRARDMADeviceClassNames []string `json:"draRDMADeviceClassNames,omitempty"`
 }
 
 // TopologyLevel is one level of the network and NVLink hierarchy.

@@ -139,6 +139,7 @@ func autoConvert_v1_NVLinkTopoArgs_To_config_NVLinkTopoArgs(in *NVLinkTopoArgs, 
 	}
 	out.DRADeviceClassNames = *(*[]string)(unsafe.Pointer(&in.DRADeviceClassNames))
 	out.DRADriverName = in.DRADriverName
+	out.DRARDMADeviceClassNames = *(*[]string)(unsafe.Pointer(&in.DRARDMADeviceClassNames))
 	return nil
 }
 
@@ -160,6 +161,7 @@ func autoConvert_config_NVLinkTopoArgs_To_v1_NVLinkTopoArgs(in *config.NVLinkTop
 	}
 	out.DRADeviceClassNames = *(*[]string)(unsafe.Pointer(&in.DRADeviceClassNames))
 	out.DRADriverName = in.DRADriverName
+	out.DRARDMADeviceClassNames = *(*[]string)(unsafe.Pointer(&in.DRARDMADeviceClassNames))
 	return nil
 }
 

@@ -59,6 +59,20 @@ func ValidateNVLinkTopoArgs(path *field.Path, args *config.NVLinkTopoArgs) error
 		}
 		classes.Insert(name)
 	}
+	rdmaClasses := sets.New[string]()
+	for i, name := range args.DRARDMADeviceClassNames {
+		p := path.Child("draRDMADeviceClassNames").Index(i)
+		for _, msg := range utilvalidation.IsDNS1123Subdomain(name) {
+			errs = append(errs, field.Invalid(p, name, msg))
+		}
+		switch {
+		case rdmaClasses.Has(name):
+			errs = append(errs, field.Duplicate(p, name))
+		case classes.Has(name):
+			errs = append(errs, field.Invalid(p, name, "is also in draDeviceClassNames: a class is either GPUs or RDMA NICs"))
+		}
+		rdmaClasses.Insert(name)
+	}
 	if len(args.DRADeviceClassNames) > 0 {
 		for _, msg := range utilvalidation.IsDNS1123Subdomain(args.DRADriverName) {
 			errs = append(errs, field.Invalid(path.Child("draDriverName"), args.DRADriverName, msg))

@@ -95,6 +95,18 @@ func TestValidateNVLinkTopoArgs(t *testing.T) {
 			wantErrs: []string{`args.draDeviceClassNames[1]: Duplicate value: "gpu.nvidia.com"`},
 		},
 		{
+			name:     "malformed DRA RDMA device class name",
+			modify:   func(a *config.NVLinkTopoArgs) { a.DRARDMADeviceClassNames = []string{"dranet", "RDMA NICs"} },
+			wantErrs: []string{"args.draRDMADeviceClassNames[1]: Invalid value", `"RDMA NICs"`},
+		},
+		{
+			name: "a DRA class both GPUs and RDMA NICs",
+			modify: func(a *config.NVLinkTopoArgs) {
+				a.DRADeviceClassNames, a.DRARDMADeviceClassNames = []string{"gpu.nvidia.com"}, []string{"dranet", "gpu.nvidia.com", "dranet"}
+			},
+			wantErrs: []string{`args.draRDMADeviceClassNames[1]: Invalid value: "gpu.nvidia.com": is also in draDeviceClassNames`, `args.draRDMADeviceClassNames[2]: Duplicate value: "dranet"`},
+		},
+		{
 			name: "DRA classes without a driver",
 			modify: func(a *config.NVLinkTopoArgs) {
 				a.DRADeviceClassNames, a.DRADriverName = []string{"gpu.nvidia.com"}, ""

@@ -67,6 +67,15 @@ profiles:
       {{- if .scoreWeights }}
       scoreWeights: {{ toJson .scoreWeights }}
       {{- end }}
+      {{- if kindIs "slice" .draDeviceClassNames }}
+      draDeviceClassNames: {{ toJson .draDeviceClassNames }}
+      {{- end }}
+      {{- if .draDriverName }}
+      draDriverName: {{ .draDriverName }}
+      {{- end }}
+      {{- if kindIs "slice" .draRDMADeviceClassNames }}
+      draRDMADeviceClassNames: {{ toJson .draRDMADeviceClassNames }}
+      {{- end }}
       {{- end }}
   - name: PDAffinity
     args:

@@ -154,3 +154,72 @@ func TestPreFilterDRAClaimErrors(t *testing.T) {
 	_, status = pl.PreFilter(context.Background(), framework.NewCycleState(), pod("done"), nil)
 	require.Equal(t, fwk.Skip, status.Code())
 }
+
+// A pod that claims its NIC through DRA (a DRANET-style class) as well as
+// its GPUs needs GPUDirect RDMA, as one requesting an RDMA extended resource
+// does: a node whose GPUDirect checks failed is filtered out. Without the
+// class in draRDMADeviceClassNames the NIC claim is just another device.
+func TestFilterDRANICClaimNeedsGPUDirect(t *testing.T) {
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	desc, err := clusterdesc.Parse([]byte(`nodes:
+- {name: hgx-ready, shape: hgx-h100, leaf: l1}
+- {name: hgx-broken, shape: hgx-h100, leaf: l1, gpuDirectBroken: true}
+`))
+	require.NoError(t, err)
+	nodes := desc.Build(now)
+	engine := tp4Claim("engine", "")
+	engine.Spec.Devices.Requests = append(engine.Spec.Devices.Requests, resourcev1.DeviceRequest{
+		Name: "nic", Exactly: &resourcev1.ExactDeviceRequest{DeviceClassName: "dranet", AllocationMode: resourcev1.DeviceAllocationModeExactCount, Count: 1}})
+	engine.Spec.Devices.Constraints = []resourcev1.DeviceConstraint{{Requests: []string{"gpus", "nic"}, MatchAttribute: ptr.To(resourcev1.FullyQualifiedName("resource.kubernetes.io/pcieRoot"))}}
+	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "llm", Name: "decode-0", UID: "d0"},
+		Spec: v1.PodSpec{ResourceClaims: []v1.PodResourceClaim{{Name: "engine", ResourceClaimName: ptr.To("engine")}}}}
+
+	for _, tc := range []struct {
+		name        string
+		rdmaClasses []string
+		want        map[string]fwk.Code
+	}{
+		{name: "NIC class configured", rdmaClasses: []string{"dranet"}, want: map[string]fwk.Code{"hgx-ready": fwk.Success, "hgx-broken": fwk.UnschedulableAndUnresolvable}},
+		{name: "NIC class not configured", want: map[string]fwk.Code{"hgx-ready": fwk.Success, "hgx-broken": fwk.Success}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cluster := topology.NewCluster()
+			objs := []runtime.Object{engine.DeepCopy()}
+			for _, n := range nodes {
+				cluster.SetNodeLabels(n.Node.Name, n.Node.Labels)
+				cluster.SetReport(n.Node.Name, topologysource.ReportOf(n.Topology))
+				objs = append(objs, clusterdesc.NVIDIAResourceSlice(n.Topology))
+			}
+			factory := informers.NewSharedInformerFactory(fake.NewClientset(objs...), 0)
+			args := validArgs()
+			args.DRARDMADeviceClassNames = tc.rdmaClasses
+			dra, err := topologysource.NewDRA(klog.Background(), topologysource.DRAConfig{DeviceClasses: []string{clusterdesc.NVIDIADriver}, Driver: clusterdesc.NVIDIADriver,
+				RDMAClasses: args.DRARDMADeviceClassNames}, factoryDRA{factory}, cluster)
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			factory.Start(ctx.Done())
+			factory.WaitForCacheSync(ctx.Done())
+
+			pl, err := New(args, cluster, clocktesting.NewFakePassiveClock(now))
+			require.NoError(t, err)
+			pl.dra = dra
+			state := framework.NewCycleState()
+			_, status := pl.PreFilter(ctx, state, pod, nil)
+			require.True(t, status.IsSuccess(), "PreFilter: %v", status)
+			s, err := readPreFilterState(state)
+			require.NoError(t, err)
+			require.Equal(t, 4, s.request.Count, "the NIC request is not a GPU")
+			require.Equal(t, len(tc.rdmaClasses) > 0, s.request.NeedRDMA)
+			for _, n := range nodes {
+				ni := framework.NewNodeInfo()
+				ni.SetNode(n.Node)
+				got := pl.Filter(ctx, state, pod, ni)
+				require.Equal(t, tc.want[n.Node.Name], got.Code(), "node %s: %v", n.Node.Name, got)
+				if !got.IsSuccess() {
+					require.Contains(t, got.Message(), "GPUDirect", "node %s: the refusal names the reason", n.Node.Name)
+				}
+			}
+		})
+	}
+}

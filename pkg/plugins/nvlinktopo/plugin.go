@@ -91,7 +91,7 @@ func NewFactory(src *topologysource.Source, clk clock.PassiveClock) frameworkrun
 			return nil, err
 		}
 		if len(args.DRADeviceClassNames) > 0 {
-			if pl.dra, err = src.DRA(ctx, h, topologysource.DRAConfig{DeviceClasses: args.DRADeviceClassNames, Driver: args.DRADriverName}); err != nil {
+			if pl.dra, err = src.DRA(ctx, h, topologysource.DRAConfig{DeviceClasses: args.DRADeviceClassNames, Driver: args.DRADriverName, RDMAClasses: args.DRARDMADeviceClassNames}); err != nil {
 				return nil, fmt.Errorf("%s: %w", Name, err)
 			}
 		}
@@ -158,6 +158,7 @@ func (pl *NVLinkTopo) podRequest(pod *v1.Pod) (req topology.GPURequest, dra topo
 		return req, dra, err
 	}
 	req.Count += dra.Count
+	req.NeedRDMA = req.NeedRDMA || dra.RDMA
 	if req.Count > topologysource.MaxPodGPUs {
 		return req, dra, fmt.Errorf("pod %s/%s asks for %d GPUs, more than %d", pod.Namespace, pod.Name, req.Count, topologysource.MaxPodGPUs)
 	}

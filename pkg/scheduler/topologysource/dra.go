@@ -24,6 +24,8 @@ type DRAConfig struct {
 	DeviceClasses []string
 	// Driver is the driver of the GPU devices in ResourceSlices.
 	Driver string
+	// RDMAClasses are the DeviceClass names of RDMA NIC requests.
+	RDMAClasses []string
 }
 
 // DRA reads the GPUs a pod asks for through ResourceClaims, and keeps the
@@ -32,6 +34,7 @@ type DRAConfig struct {
 // DynamicResources plugin reads), so it lists nothing of its own.
 type DRA struct {
 	classes sets.Set[string]
+	rdma    sets.Set[string]
 	driver  string
 	claims  resourcelisters.ResourceClaimLister
 	cluster *topology.Cluster
@@ -68,6 +71,7 @@ type DRAInformers interface {
 func NewDRA(logger klog.Logger, cfg DRAConfig, inf DRAInformers, cluster *topology.Cluster) (*DRA, error) {
 	d := &DRA{
 		classes: sets.New(cfg.DeviceClasses...),
+		rdma:    sets.New(cfg.RDMAClasses...),
 		driver:  cfg.Driver,
 		claims:  inf.ResourceClaimLister(),
 		cluster: cluster,
@@ -264,6 +268,9 @@ type DRARequest struct {
 	Claims []string
 	// Allocated are the pod's GPU claims already allocated.
 	Allocated []string
+	// RDMA: a claim of the pod, allocated or not, asks for a device of an
+	// RDMA NIC class (DRAConfig.RDMAClasses).
+	RDMA bool
 }
 
 // GPUs is the request's GPU count on a node with nodeGPUs GPU devices.
@@ -298,6 +305,7 @@ func (d *DRA) Request(pod *v1.Pod) (DRARequest, error) {
 		if err != nil {
 			return req, err
 		}
+		req.RDMA = req.RDMA || d.claimsRDMA(claim)
 		if !gpu {
 			continue
 		}
@@ -388,6 +396,25 @@ func (d *DRA) claimGPUs(claim *resourcev1.ResourceClaim) (count int, all, gpu bo
 		}
 	}
 	return count, all, gpu, nil
+}
+
+// claimsRDMA: a request of the claim, or one of its alternatives, asks for
+// a device of an RDMA NIC class.
+func (d *DRA) claimsRDMA(claim *resourcev1.ResourceClaim) bool {
+	if d.rdma.Len() == 0 {
+		return false
+	}
+	for _, r := range claim.Spec.Devices.Requests {
+		if r.Exactly != nil && d.rdma.Has(r.Exactly.DeviceClassName) {
+			return true
+		}
+		for _, sub := range r.FirstAvailable {
+			if d.rdma.Has(sub.DeviceClassName) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func modeCount(claim *resourcev1.ResourceClaim, path string, mode resourcev1.DeviceAllocationMode, count int64) (int, bool, error) {
