@@ -294,6 +294,11 @@ type GPURequest struct {
 	// MaxNICLevel is the farthest NIC a GPU may use for RDMA.
 	MaxNICLevel PCIeLevel
 	AllowMIG    bool
+	// AllocationOrder, when set, is the order in which a Dynamic Resource
+	// Allocation allocator tries the node's GPUs: it takes the first Count
+	// free ones, so the fit is those, judged as they fall, rather than the
+	// island tandem would choose.
+	AllocationOrder []DeviceID
 }
 
 // Fit is where a request would land on a node.
@@ -331,6 +336,9 @@ func (n *NodeGPUs) Fit(req GPURequest, used Used) (Fit, *Unfit) {
 			reason = "no GPU is ready for GPUDirect RDMA"
 		}
 		return Fit{}, &Unfit{Reason: reason}
+	}
+	if len(req.AllocationOrder) > 0 {
+		return n.fitInOrder(req, used)
 	}
 	eligible := func(i int) bool {
 		g := n.GPUs[i]
@@ -519,4 +527,84 @@ func (f Fit) Score(w ScoreWeights) int64 {
 	bandwidth := min(MaxScore, MaxScore*f.NICRateSum/(count*FullNICRateGbps))
 	score := (w.IslandFit*island + w.NICProximity*proximity + w.NICBandwidth*bandwidth) / (w.IslandFit + w.NICProximity + w.NICBandwidth)
 	return max(0, min(MaxScore, score))
+}
+
+// fitInOrder is the fit of an allocator that takes the first req.Count free
+// GPUs in req.AllocationOrder (devices naming no GPU of the node are
+// skipped): it knows nothing of NVLink islands or NICs, so the fit is
+// refused when those GPUs span islands under IslandRequired, or when one of
+// them cannot serve an RDMA request.
+func (n *NodeGPUs) fitInOrder(req GPURequest, used Used) (Fit, *Unfit) {
+	chosen := make([]int, 0, req.Count)
+	for _, d := range req.AllocationOrder {
+		if len(chosen) == req.Count {
+			break
+		}
+		i, ok := n.Resolve(d)
+		if !ok || used[i] || (n.GPUs[i].MIG && !req.AllowMIG) {
+			continue
+		}
+		chosen = append(chosen, i)
+	}
+	if len(chosen) < req.Count {
+		return Fit{}, n.explainShortage(req, used, len(chosen))
+	}
+	indexes := make([]int32, len(chosen))
+	for k, i := range chosen {
+		indexes[k] = n.GPUs[i].Index
+	}
+	if req.NeedRDMA {
+		for _, i := range chosen {
+			if g := n.GPUs[i]; !g.RDMAReady || g.NICLevel > req.MaxNICLevel {
+				return Fit{}, &Unfit{Resolvable: true, Reason: fmt.Sprintf(
+					"the DRA allocator takes the first free GPUs in its ResourceSlice's order, %v, and GPU %d has no NIC at %s or nearer ready for GPUDirect RDMA",
+					indexes, g.Index, req.MaxNICLevel)}
+			}
+		}
+	}
+	islandOf := make(map[int]int, len(n.GPUs))
+	for k, island := range n.Islands {
+		for _, i := range island {
+			islandOf[i] = k
+		}
+	}
+	touched := map[int]int{}
+	for _, i := range chosen {
+		touched[islandOf[i]]++
+	}
+	fit := Fit{GPUs: indexes, OneIsland: len(touched) == 1}
+	for _, i := range chosen {
+		g := n.GPUs[i]
+		fit.NICLevelSum += int(min(g.NICLevel, PCIeLevelSYS+1))
+		fit.NICRateSum += int64(g.NICRateGbps)
+	}
+	free := func(island []int) int {
+		f := 0
+		for _, i := range island {
+			if !used[i] && (!n.GPUs[i].MIG || req.AllowMIG) {
+				f++
+			}
+		}
+		return f
+	}
+	for k, took := range touched {
+		f := free(n.Islands[k])
+		if fit.OneIsland {
+			fit.IslandFree = f
+		}
+		if f == len(n.Islands[k]) && took < f {
+			fit.WholeIslandsBroken++
+		}
+	}
+	if !fit.OneIsland {
+		for _, island := range n.Islands {
+			fit.IslandFree += free(island)
+		}
+	}
+	if !fit.OneIsland && req.Count > 1 && req.Island == IslandRequired {
+		return Fit{}, &Unfit{Resolvable: true, Reason: fmt.Sprintf(
+			"the DRA allocator takes the first free GPUs in its ResourceSlice's order, %v, which span %d NVLink islands (a matchAttribute constraint in the claim keeps them on one)",
+			indexes, len(touched))}
+	}
+	return fit, nil
 }

@@ -235,3 +235,67 @@ func BenchmarkCompileAndFit(b *testing.B) {
 		})
 	}
 }
+
+// Under DRA the allocator takes the first free GPUs in its ResourceSlice's
+// order, whatever the islands: the fit is those GPUs. On an H100 NVL node
+// (NVLink pairs) with GPU 0 held, a TP2 claim gets GPUs 1 and 2, one from
+// each of two pairs: refused under IslandRequired, a spread fit under
+// Preferred; with GPUs 0 and 1 held it gets the pair 2, 3.
+func TestFitInAllocationOrder(t *testing.T) {
+	inOrder := func(nt *topologyv1alpha1.NodeTopology, extra ...topology.DeviceID) func(*topology.GPURequest) {
+		return func(r *topology.GPURequest) {
+			r.AllocationOrder = append(r.AllocationOrder, extra...)
+			for _, g := range nt.Status.GPUs {
+				r.AllocationOrder = append(r.AllocationOrder, topology.DeviceID{UUID: g.UUID})
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name       string
+		node       string
+		policy     topology.IslandPolicy
+		want       []int32
+		oneIsland  bool
+		islandFree int
+		unfit      string
+	}{
+		{name: "split pair refused", node: "{name: gpu-node, shape: h100-nvl, allocatedGPUs: [0]}", policy: topology.IslandRequired,
+			unfit: "the DRA allocator takes the first free GPUs in its ResourceSlice's order, [1 2], which span 2 NVLink islands"},
+		{name: "split pair spread when preferred", node: "{name: gpu-node, shape: h100-nvl, allocatedGPUs: [0]}", policy: topology.IslandPreferred,
+			want: []int32{1, 2}, islandFree: 7},
+		{name: "next whole pair", node: "{name: gpu-node, shape: h100-nvl, allocatedGPUs: [0, 1]}", policy: topology.IslandRequired,
+			want: []int32{2, 3}, oneIsland: true, islandFree: 2},
+		{name: "one HGX island", node: "{name: gpu-node, shape: hgx-h100, allocatedGPUs: [0, 3]}", policy: topology.IslandRequired,
+			want: []int32{1, 2}, oneIsland: true, islandFree: 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gpus, nt := compile(t, tc.node)
+			used := gpus.NewUsed(topologysource.ReportOf(nt).Allocations, nil)
+			// A device naming no GPU of the node (another node's, a
+			// stale slice) is passed over, as it cannot be in this fit.
+			r := req(2, island(tc.policy), inOrder(nt, topology.DeviceID{UUID: "GPU-not-on-this-node"}))
+			fit, unfit := gpus.Fit(r, used)
+			if tc.unfit != "" {
+				require.NotNil(t, unfit, "fit %+v", fit)
+				require.Contains(t, unfit.Reason, tc.unfit)
+				require.True(t, unfit.Resolvable, "a GPU freed ahead in the order changes the allocator's pick")
+				// Without the order, tandem's own choice is a whole pair.
+				free, unfit := gpus.Fit(req(2, island(tc.policy)), used)
+				require.Nil(t, unfit)
+				require.True(t, free.OneIsland)
+				return
+			}
+			require.Nil(t, unfit)
+			require.Equal(t, tc.want, fit.GPUs)
+			require.Equal(t, tc.oneIsland, fit.OneIsland)
+			require.Equal(t, tc.islandFree, fit.IslandFree)
+		})
+	}
+	t.Run("too few free in the order", func(t *testing.T) {
+		gpus, nt := compile(t, "{name: gpu-node, shape: hgx-h100, allocatedGPUs: [0, 1, 2, 3, 4, 5, 6]}")
+		used := gpus.NewUsed(topologysource.ReportOf(nt).Allocations, nil)
+		_, unfit := gpus.Fit(req(2, inOrder(nt)), used)
+		require.NotNil(t, unfit)
+		require.Contains(t, unfit.Reason, "1 of 8 GPUs free, pod needs 2")
+	})
+}

@@ -131,9 +131,10 @@ nodes:
 	}
 
 	// Nothing is left on one island anywhere: the board's GPUs are all
-	// claimed, the NVL node's are split. The pod waits and says why.
+	// claimed, and on the NVL node the allocator would take GPUs 0-3, two
+	// NVLink pairs. The pod waits and says why.
 	createPod(t, cp, "tp4-more", 0, withGPUClaim(t, cp, 4))
-	waitForFailedScheduling(t, cp, "tp4-more", "no NVLink island has 4 free GPUs")
+	waitForFailedScheduling(t, cp, "tp4-more", "the DRA allocator takes the first free GPUs in its ResourceSlice's order, [0 1 2 3], which span 2 NVLink islands")
 
 	// A TP=2 engine fits an NVLink pair of the NVL node.
 	createPod(t, cp, "tp2", 0, withGPUClaim(t, cp, 2))
@@ -269,4 +270,43 @@ func TestUnreadableClaimLeavesPodPendingWithReason(t *testing.T) {
 		t.Errorf("pod orphan bound to %s, want hgx", node)
 	}
 	waitForClaimAllocation(t, cp, "no-such-claim", "orphan")
+}
+
+// The DynamicResources plugin's allocator takes the first free GPUs in the
+// node's ResourceSlice order, whatever the NVLink islands; tandem cannot
+// make it take others, so it does not choose a node where that pick would
+// split a TP=2 claim across two NVLink pairs. On H100 NVL nodes (NVLink
+// pairs 0-1, 2-3, ...) one tenant holds GPU 0 of nvl-a and another GPUs 0
+// and 1 of nvl-b: on nvl-a the allocator would take GPUs 1 and 2, on nvl-b
+// the pair 2-3. Three TP=2 claims take nvl-b's three free pairs; the fourth
+// stays pending and says why rather than land split on nvl-a.
+func TestDRAClaimIsNotPlacedWhereTheAllocatorWouldSplitIt(t *testing.T) {
+	cp := startCluster(t, `
+nodes:
+- {name: nvl-a, shape: h100-nvl, leaf: l1, gpuAllocation: dra}
+- {name: nvl-b, shape: h100-nvl, leaf: l1, gpuAllocation: dra}
+`)
+	createPod(t, cp, "holder-a", 0, withGPUClaim(t, cp, 1), withNodeSelector("nvl-a"))
+	createPod(t, cp, "holder-b", 0, withGPUClaim(t, cp, 2), withNodeSelector("nvl-b"))
+	waitForBinding(t, cp, "holder-a")
+	waitForBinding(t, cp, "holder-b")
+	if _, held := waitForClaimAllocation(t, cp, "holder-a-gpus", "holder-a"); !slices.Equal(held, []string{"nvl-a/gpu-0"}) {
+		t.Fatalf("holder-a-gpus got %v, want nvl-a/gpu-0 (the allocator's first fit)", held)
+	}
+	if _, held := waitForClaimAllocation(t, cp, "holder-b-gpus", "holder-b"); !slices.Equal(held, []string{"nvl-b/gpu-0", "nvl-b/gpu-1"}) {
+		t.Fatalf("holder-b-gpus got %v, want nvl-b/gpu-0 and gpu-1 (the allocator's first fit)", held)
+	}
+
+	for i, pair := range [][]string{{"nvl-b/gpu-2", "nvl-b/gpu-3"}, {"nvl-b/gpu-4", "nvl-b/gpu-5"}, {"nvl-b/gpu-6", "nvl-b/gpu-7"}} {
+		pod := fmt.Sprintf("tp2-%d", i)
+		createPod(t, cp, pod, 0, withGPUClaim(t, cp, 2))
+		if node := waitForBinding(t, cp, pod); node != "nvl-b" {
+			t.Fatalf("%s bound to %s, want nvl-b, where the allocator's pick is an NVLink pair; events: %s", pod, node, eventsFor(cp, pod))
+		}
+		if _, devices := waitForClaimAllocation(t, cp, pod+"-gpus", pod); !slices.Equal(devices, pair) {
+			t.Fatalf("%s's claim got %v, want the pair %v", pod, devices, pair)
+		}
+	}
+	createPod(t, cp, "tp2-3", 0, withGPUClaim(t, cp, 2))
+	waitForFailedScheduling(t, cp, "tp2-3", "the DRA allocator takes the first free GPUs in its ResourceSlice's order, [1 2], which span 2 NVLink islands")
 }

@@ -7,11 +7,23 @@ import (
 )
 
 // requestOn is the pod's request on node: a ResourceClaim for all of a
-// node's GPUs asks for as many as the DRA driver publishes there.
+// node's GPUs asks for as many as the DRA driver publishes there. When the
+// pod's GPUs all come from claims that ask by class and count alone, the
+// DynamicResources plugin's allocator will take the first free GPUs in the
+// node's ResourceSlice order, islands or not: the fit is judged on those
+// (no scheduler plugin can make the allocator take others), so a node where
+// that pick would split the claim across NVLink islands is not chosen for
+// it.
 func (pl *NVLinkTopo) requestOn(s *preFilterState, node string) topology.GPURequest {
 	req := s.request
-	if s.allOfNode && pl.dra != nil {
+	if pl.dra == nil {
+		return req
+	}
+	if s.allOfNode {
 		req.Count += pl.dra.NodeGPUs(node)
+	}
+	if s.firstFit {
+		req.AllocationOrder = pl.dra.AllocationOrder(node)
 	}
 	return req
 }

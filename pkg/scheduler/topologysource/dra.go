@@ -47,6 +47,12 @@ type DRA struct {
 	slices  map[string][]poolDevice
 	// gpus counts the driver's GPU devices per node.
 	gpus map[string]int
+	// order is each slice's GPU devices in the slice's order, nodeSlices
+	// the slices publishing GPUs on each node, and sliceNode the node of
+	// each of those slices.
+	order      map[string][]topology.DeviceID
+	nodeSlices map[string]sets.Set[string]
+	sliceNode  map[string]string
 	// pending are allocated claims whose devices no known slice names yet.
 	pending map[string]*resourcev1.ResourceClaim
 }
@@ -70,16 +76,19 @@ type DRAInformers interface {
 // claims' GPUs to cluster.
 func NewDRA(logger klog.Logger, cfg DRAConfig, inf DRAInformers, cluster *topology.Cluster) (*DRA, error) {
 	d := &DRA{
-		classes: sets.New(cfg.DeviceClasses...),
-		rdma:    sets.New(cfg.RDMAClasses...),
-		driver:  cfg.Driver,
-		claims:  inf.ResourceClaimLister(),
-		cluster: cluster,
-		logger:  logger,
-		devices: map[poolDevice]sliceDevice{},
-		slices:  map[string][]poolDevice{},
-		gpus:    map[string]int{},
-		pending: map[string]*resourcev1.ResourceClaim{},
+		classes:    sets.New(cfg.DeviceClasses...),
+		rdma:       sets.New(cfg.RDMAClasses...),
+		driver:     cfg.Driver,
+		claims:     inf.ResourceClaimLister(),
+		cluster:    cluster,
+		logger:     logger,
+		devices:    map[poolDevice]sliceDevice{},
+		slices:     map[string][]poolDevice{},
+		gpus:       map[string]int{},
+		order:      map[string][]topology.DeviceID{},
+		nodeSlices: map[string]sets.Set[string]{},
+		sliceNode:  map[string]string{},
+		pending:    map[string]*resourcev1.ResourceClaim{},
 	}
 	if _, err := inf.ResourceSlices().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj interface{}) { d.setSlice(obj, false) },
@@ -142,6 +151,13 @@ func (d *DRA) setSlice(obj interface{}, deleted bool) {
 		}
 	}
 	delete(d.slices, slice.Name)
+	delete(d.order, slice.Name)
+	if n, ok := d.sliceNode[slice.Name]; ok {
+		if names := d.nodeSlices[n]; names.Delete(slice.Name).Len() == 0 {
+			delete(d.nodeSlices, n)
+		}
+		delete(d.sliceNode, slice.Name)
+	}
 	node := ""
 	if slice.Spec.NodeName != nil {
 		node = *slice.Spec.NodeName
@@ -158,11 +174,19 @@ func (d *DRA) setSlice(obj interface{}, deleted bool) {
 				id: topology.DeviceID{UUID: d.attribute(dev, uuidAttributes), PCIBusID: d.attribute(dev, pciAttributes)}}
 			if sd.gpu {
 				d.gpus[node]++
+				d.order[slice.Name] = append(d.order[slice.Name], sd.id)
 			}
 			d.devices[k] = sd
 			keys = append(keys, k)
 		}
 		d.slices[slice.Name] = keys
+		if len(d.order[slice.Name]) > 0 {
+			if d.nodeSlices[node] == nil {
+				d.nodeSlices[node] = sets.New[string]()
+			}
+			d.nodeSlices[node].Insert(slice.Name)
+			d.sliceNode[slice.Name] = node
+		}
 	}
 	pending := make([]*resourcev1.ResourceClaim, 0, len(d.pending))
 	for _, c := range d.pending {
@@ -237,6 +261,20 @@ func (d *DRA) resolve(claim *resourcev1.ResourceClaim) (string, []topology.Devic
 	return node, ids, nil
 }
 
+// AllocationOrder is the order in which the DRA allocator tries node's GPU
+// devices: the one ResourceSlice publishing them, device by device. nil
+// when more than one slice publishes GPUs there, as the allocator's order
+// across slices is not the informer's.
+func (d *DRA) AllocationOrder(node string) []topology.DeviceID {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	names := d.nodeSlices[node]
+	if names.Len() != 1 {
+		return nil
+	}
+	return d.order[names.UnsortedList()[0]]
+}
+
 // NodeGPUs is the number of GPU devices the driver publishes on node.
 func (d *DRA) NodeGPUs(node string) int {
 	d.mu.RLock()
@@ -271,6 +309,10 @@ type DRARequest struct {
 	// RDMA: a claim of the pod, allocated or not, asks for a device of an
 	// RDMA NIC class (DRAConfig.RDMAClasses).
 	RDMA bool
+	// FirstFit: every counted claim asks for GPUs by class alone (exactly,
+	// no selectors, no constraints), so the allocator takes the first free
+	// GPUs in its slice's order and the fit can be predicted.
+	FirstFit bool
 }
 
 // GPUs is the request's GPU count on a node with nodeGPUs GPU devices.
@@ -284,7 +326,7 @@ func (r DRARequest) GPUs(nodeGPUs int) int {
 // Request reads the GPUs the pod asks for through its ResourceClaims. A
 // claim that cannot be read is an error naming the claim and the field.
 func (d *DRA) Request(pod *v1.Pod) (DRARequest, error) {
-	var req DRARequest
+	req := DRARequest{FirstFit: true}
 	for i, pc := range pod.Spec.ResourceClaims {
 		name, err := claimName(pod, i)
 		if err != nil {
@@ -315,6 +357,7 @@ func (d *DRA) Request(pod *v1.Pod) (DRARequest, error) {
 			continue
 		}
 		req.Claims = append(req.Claims, key)
+		req.FirstFit = req.FirstFit && byClassAlone(claim)
 		req.Count += count
 		req.AllOfNode = req.AllOfNode || all
 		if req.Count > MaxPodGPUs {
@@ -396,6 +439,21 @@ func (d *DRA) claimGPUs(claim *resourcev1.ResourceClaim) (count int, all, gpu bo
 		}
 	}
 	return count, all, gpu, nil
+}
+
+// byClassAlone: the claim's requests ask for devices by class and count
+// only, with no alternatives, selectors or constraints for the allocator to
+// search through.
+func byClassAlone(claim *resourcev1.ResourceClaim) bool {
+	if len(claim.Spec.Devices.Constraints) > 0 {
+		return false
+	}
+	for _, r := range claim.Spec.Devices.Requests {
+		if r.Exactly == nil || len(r.Exactly.Selectors) > 0 || r.Exactly.AdminAccess != nil && *r.Exactly.AdminAccess {
+			return false
+		}
+	}
+	return true
 }
 
 // claimsRDMA: a request of the claim, or one of its alternatives, asks for
