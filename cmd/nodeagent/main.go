@@ -21,6 +21,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	apiruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	apimachineryversion "k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -56,6 +57,7 @@ type options struct {
 	healthAddr         string
 	podResourcesSocket string
 	gpuResourceName    string
+	draDriver          string
 	leafSources        string
 	staticTopology     string
 	infiniBandProbe    bool
@@ -79,6 +81,7 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.healthAddr, "health-addr", ":8089", "Address of the /healthz, /readyz and /metrics endpoint; empty to disable.")
 	fs.StringVar(&o.podResourcesSocket, "pod-resources-socket", podresources.DefaultSocket, "The kubelet's pod-resources gRPC socket.")
 	fs.StringVar(&o.gpuResourceName, "gpu-resource-name", "nvidia.com/gpu", "Extended resource whose device IDs are GPU UUIDs.")
+	fs.StringVar(&o.draDriver, "dra-driver", podresources.DefaultDRADriver, "DRA driver whose devices the kubelet prepares for ResourceClaims are GPUs; each is mapped to its GPU's UUID through the uuid attribute of the node's ResourceSlices of that driver, listed only when the kubelet reports such a device. Empty ignores DRA devices.")
 	fs.StringVar(&o.leafSources, "leaf-sources", "static,label", "Comma-separated leaf-switch sources in priority order: static, label, lldp (needs lldpd's socket, overlays/lldp), infiniband (needs /dev/infiniband, overlays/infiniband-probe).")
 	fs.StringVar(&o.staticTopology, "static-topology-file", "", "YAML or JSON file mapping hostnames or NIC GUIDs to leaf and spine (for the static source).")
 	fs.BoolVar(&o.infiniBandProbe, "enable-infiniband-probe", false, "Allow the infiniband leaf source (runs smpquery, needs umad access); it must also be listed in --leaf-sources.")
@@ -109,6 +112,11 @@ func (o *options) validate() error {
 	case v1alpha1.PCIeLevelPIX, v1alpha1.PCIeLevelPXB, v1alpha1.PCIeLevelPHB, v1alpha1.PCIeLevelNODE, v1alpha1.PCIeLevelSYS:
 	default:
 		errs = append(errs, fmt.Errorf("--max-gpudirect-level %q is not one of PIX, PXB, PHB, NODE, SYS", o.maxGDRLevel))
+	}
+	if o.draDriver != "" {
+		if msgs := validation.IsDNS1123Subdomain(o.draDriver); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--dra-driver %q is not a DRA driver name (a DNS subdomain): %s", o.draDriver, strings.Join(msgs, "; ")))
+		}
 	}
 	if _, err := gpudirect.ParseACSUnknownPolicy(o.acsUnknownPolicy); err != nil {
 		errs = append(errs, fmt.Errorf("--acs-unknown-policy: %w", err))
@@ -217,7 +225,8 @@ func run(ctx context.Context, o *options) error {
 		NVML:         nvmlLib,
 		LeafSources:  sources,
 		Checker:      gpudirect.Checker{SysRoot: o.sysfsRoot, ProcRoot: o.procfsRoot, Config: sys, MaxLevel: v1alpha1.PCIeLevel(o.maxGDRLevel), ACSUnknown: acsPolicy},
-		PodResources: podresources.Client{Socket: o.podResourcesSocket, Resource: o.gpuResourceName},
+		PodResources: podresources.Client{Socket: o.podResourcesSocket, Resource: o.gpuResourceName, DRADriver: o.draDriver},
+		Slices:       nodeagent.KubeSlices{Kube: kube},
 	}
 	if o.configureGPUDirect {
 		d.Configurator = &gpudirect.Configurator{Runner: run, Config: sys}
@@ -256,7 +265,7 @@ func run(ctx context.Context, o *options) error {
 		}()
 		defer srv.Close()
 	}
-	logger.Info("Starting tandem node agent", "sysfsRoot", o.sysfsRoot, "nvmlLibrary", nvmlPath, "leafSources", o.leafSources, "configureGPUDirect", o.configureGPUDirect, "healthAddr", o.healthAddr)
+	logger.Info("Starting tandem node agent", "sysfsRoot", o.sysfsRoot, "nvmlLibrary", nvmlPath, "leafSources", o.leafSources, "draDriver", o.draDriver, "configureGPUDirect", o.configureGPUDirect, "healthAddr", o.healthAddr)
 	return agent.Run(klog.NewContext(ctx, logger))
 }
 

@@ -23,8 +23,8 @@ func parse(t *testing.T, args ...string) *options {
 
 func TestValidate(t *testing.T) {
 	t.Setenv("NODE_NAME", "")
-	err := parse(t, "--heartbeat-interval=0s", "--max-gpudirect-level=FAR", "--acs-unknown-policy=loose").validate()
-	for _, want := range []string{"--node-name", "--heartbeat-interval", "--max-gpudirect-level", `--acs-unknown-policy: ACS policy "loose"`} {
+	err := parse(t, "--heartbeat-interval=0s", "--max-gpudirect-level=FAR", "--acs-unknown-policy=loose", "--dra-driver=GPU_nvidia").validate()
+	for _, want := range []string{"--node-name", "--heartbeat-interval", "--max-gpudirect-level", `--acs-unknown-policy: ACS policy "loose"`, `--dra-driver "GPU_nvidia"`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("validate() = %v, want it to mention %s", err, want)
 		}
@@ -32,6 +32,12 @@ func TestValidate(t *testing.T) {
 	t.Setenv("NODE_NAME", "gpu-1")
 	if err := parse(t).validate(); err != nil {
 		t.Errorf("defaults with NODE_NAME: %v", err)
+	}
+	if o := parse(t); o.draDriver != "gpu.nvidia.com" {
+		t.Errorf("--dra-driver defaults to %q, want gpu.nvidia.com", o.draDriver)
+	}
+	if err := parse(t, "--dra-driver=").validate(); err != nil {
+		t.Errorf("an empty --dra-driver turns DRA off and is valid: %v", err)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/utils/ptr"
 
 	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
 	"github.com/tandem-sched/tandem/pkg/clusterdesc"
@@ -216,4 +217,35 @@ func TestPictureNamesEveryNodeAndPair(t *testing.T) {
 	require.Equal(t, 1, strings.Count(page, "http://www.w3.org/2000/svg"))
 	require.NotContains(t, strings.Replace(page, "http://www.w3.org/2000/svg", "", 1), "http", "the page loads nothing")
 	require.NotContains(t, page, "src=")
+}
+
+// A pod whose GPUs come from a DRA ResourceClaim asks for no nvidia.com/gpu;
+// once the agent reports the GPUs the kubelet prepared for its claim, they
+// count as used, once, beside a device-plugin pod's.
+func TestNodesCountDRAGPUsTheAgentReports(t *testing.T) {
+	nodes, nts, now := fixture(t)
+	dra := enginePod("d-decode-0", "a-1", "decode", "d", 0)
+	dra.Spec.Containers[0].Resources = v1.ResourceRequirements{Claims: []v1.ResourceClaim{{Name: "gpus"}}}
+	dra.Spec.ResourceClaims = []v1.PodResourceClaim{{Name: "gpus", ResourceClaimName: ptr.To("d-decode-0-gpus")}}
+	pods := []v1.Pod{dra, enginePod("v-prefill-0", "a-1", "prefill", "v", 1)}
+	for i := range nts {
+		if nts[i].Name == "a-1" {
+			g := nts[i].Status.GPUs
+			nts[i].Status.GPUAllocations = []topologyv1alpha1.GPUAllocation{
+				{Pod: "serving/d-decode-0", GPUs: []string{g[2].UUID, g[3].UUID}},
+				{Pod: "serving/v-prefill-0", GPUs: []string{g[0].UUID}},
+			}
+		}
+	}
+	o := DefaultOptions()
+	o.Now = now
+	v, err := Build(nodes, nts, pods, o)
+	require.NoError(t, err)
+	require.Empty(t, v.Warnings)
+	for _, n := range v.Nodes {
+		if n.Name == "a-1" {
+			require.Equal(t, 5, n.FreeGPUs, "8 GPUs less the DRA pod's 2 and the device-plugin pod's 1")
+			require.Equal(t, []Island{{0, 2, 1}, {1, 2, 0}, {2, 2, 2}, {3, 2, 2}}, n.Islands)
+		}
+	}
 }

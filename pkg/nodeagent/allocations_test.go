@@ -11,14 +11,15 @@ import (
 	"github.com/tandem-sched/tandem/apis/topology/v1alpha1"
 	"github.com/tandem-sched/tandem/pkg/nodeagent/fixtures"
 	"github.com/tandem-sched/tandem/pkg/nodeagent/leaf"
+	"github.com/tandem-sched/tandem/pkg/nodeagent/podresources"
 	"github.com/tandem-sched/tandem/pkg/scheduler/topologysource"
 	"github.com/tandem-sched/tandem/pkg/topology"
 )
 
 type fixedAllocations []v1alpha1.GPUAllocation
 
-func (f fixedAllocations) Allocations(context.Context) ([]v1alpha1.GPUAllocation, error) {
-	return f, nil
+func (f fixedAllocations) Allocations(context.Context) (podresources.Allocations, error) {
+	return podresources.Allocations{GPUs: f}, nil
 }
 
 // The kubelet lists device ids that are not whole GPUs of the node: MIG

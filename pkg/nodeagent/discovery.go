@@ -41,6 +41,9 @@ type Discoverer struct {
 	Configurator *gpudirect.Configurator
 	// PodResources may be nil (no allocations reported).
 	PodResources podresources.Lister
+	// Slices maps the DRA devices the kubelet reports to GPU UUIDs; it is
+	// listed only when the kubelet reports a DRA device.
+	Slices SliceLister
 }
 
 // NIC is a discovered NIC port with its place in the fabric.
@@ -84,10 +87,18 @@ type Discovery struct {
 
 	Allocations []v1alpha1.GPUAllocation
 	AllocErr    error
+	// SliceErr is why the node's ResourceSlices could not be listed; the
+	// pods' DRA devices are then left out of Allocations.
+	SliceErr error
 	// ForeignDevices are the kubelet's allocated device ids that name no
-	// GPU of this pass (a MIG device, a GPU fallen off the bus), dropped
-	// from Allocations and named in GPUAllocationsKnown.
+	// GPU of this pass (a MIG device, a GPU fallen off the bus), and the
+	// DRA devices that name no GPU (see draAllocations), each as pod=id,
+	// dropped from Allocations and named in GPUAllocationsKnown.
 	ForeignDevices []string
+	// SharedDevices are GPUs listed for a pod that an earlier pod (by
+	// name) holds too, as pod=uuid (shared with pod): each GPU is
+	// published for one pod only.
+	SharedDevices []string
 }
 
 // Discover runs every source. It never fails as a whole: each source's
@@ -125,15 +136,28 @@ func (d *Discoverer) Discover(ctx context.Context, node leaf.Node) *Discovery {
 	}
 
 	if d.PodResources != nil {
-		out.Allocations, out.AllocErr = d.PodResources.Allocations(ctx)
-		out.Allocations, out.ForeignDevices = knownAllocations(out.Allocations, out.GPUs.GPUs)
+		d.discoverAllocations(ctx, node.Name, out)
 	}
-	for _, e := range []error{out.GPUErr, out.NICErr, out.PCIErr, out.LeafErr, out.AllocErr} {
+	for _, e := range []error{out.GPUErr, out.NICErr, out.PCIErr, out.LeafErr, out.AllocErr, out.SliceErr} {
 		if e != nil {
 			logger.V(1).Info("Discovery problem", "err", e)
 		}
 	}
 	return out
+}
+
+// discoverAllocations asks the kubelet which pods hold which GPUs, through
+// the device plugin and through DRA, and keeps the GPUs this pass found,
+// each on one pod.
+func (d *Discoverer) discoverAllocations(ctx context.Context, node string, out *Discovery) {
+	var reported podresources.Allocations
+	reported, out.AllocErr = d.PodResources.Allocations(ctx)
+	dra, dropped, err := d.draAllocations(ctx, node, reported.DRA)
+	out.SliceErr = err
+	allocs, foreign := knownAllocations(mergeAllocations(reported.GPUs, dra), out.GPUs.GPUs)
+	out.Allocations, out.SharedDevices = exclusiveAllocations(allocs)
+	out.ForeignDevices = append(dropped, foreign...)
+	slices.Sort(out.ForeignDevices)
 }
 
 // placeDevices resolves every GPU and NIC in the PCI tree, filling in a GPU's

@@ -94,7 +94,7 @@ func (h *Health) ObserveSync(d *Discovery, w Writes, err error, took time.Durati
 	h.syncDuration.Observe(took.Seconds())
 	h.countWrites(w)
 	if d != nil {
-		for source, e := range map[string]error{"nvml": d.GPUErr, "rdma": d.NICErr, "pci": d.PCIErr, "leaf": d.LeafErr, "pod-resources": d.AllocErr, "configure": d.ConfigureErr} {
+		for source, e := range map[string]error{"nvml": d.GPUErr, "rdma": d.NICErr, "pci": d.PCIErr, "leaf": d.LeafErr, "pod-resources": d.AllocErr, "resource-slices": d.SliceErr, "configure": d.ConfigureErr} {
 			if e != nil {
 				h.discoveryErrors.WithLabelValues(source).Inc()
 			}

@@ -202,12 +202,27 @@ func (d *Discovery) allocCondition() metav1.Condition {
 	if d.AllocErr != nil {
 		return cond(ConditionGPUAllocationsKnown, false, "PodResourcesUnavailable", d.AllocErr.Error())
 	}
-	if n := len(d.ForeignDevices); n > 0 {
-		shown := d.ForeignDevices[:min(n, 4)]
-		return cond(ConditionGPUAllocationsKnown, true, "ForeignDevicesDropped", fmt.Sprintf("%d pods hold GPUs; %d allocated device ids name no GPU this discovery read and are not published (MIG devices, a GPU gone from the bus, or GPUs unreadable): %s",
-			len(d.Allocations), n, strings.Join(shown, ", ")))
+	if d.SliceErr != nil {
+		return cond(ConditionGPUAllocationsKnown, false, "ResourceSlicesUnavailable", fmt.Sprintf("%d pods hold GPUs, not counting those allocated through DRA: %v", len(d.Allocations), d.SliceErr))
 	}
-	return cond(ConditionGPUAllocationsKnown, true, "PodResourcesListed", fmt.Sprintf("%d pods hold GPUs", len(d.Allocations)))
+	var notes []string
+	reason := "PodResourcesListed"
+	if n := len(d.ForeignDevices); n > 0 {
+		reason = "ForeignDevicesDropped"
+		notes = append(notes, fmt.Sprintf("%d allocated devices name no GPU this discovery read and are not published (MIG devices, a GPU gone from the bus, GPUs unreadable, DRA devices no ResourceSlice gives a GPU uuid): %s",
+			n, strings.Join(d.ForeignDevices[:min(n, 4)], ", ")))
+	}
+	if n := len(d.SharedDevices); n > 0 {
+		if reason == "PodResourcesListed" {
+			reason = "SharedDevicesMerged"
+		}
+		notes = append(notes, fmt.Sprintf("%d GPUs held by several pods are published for the first of them only: %s", n, strings.Join(d.SharedDevices[:min(n, 4)], ", ")))
+	}
+	msg := fmt.Sprintf("%d pods hold GPUs", len(d.Allocations))
+	if len(notes) > 0 {
+		msg += "; " + strings.Join(notes, "; ")
+	}
+	return cond(ConditionGPUAllocationsKnown, true, reason, msg)
 }
 
 // GPUDirectCondition summarises the GPUDirect checks. Its status is the

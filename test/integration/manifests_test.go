@@ -376,12 +376,15 @@ func TestManifests(t *testing.T) {
 			"update tandem.dev nodetopologies/status", "patch tandem.dev nodetopologies/status",
 			"get core nodes", "list core nodes", "watch core nodes", "patch core nodes", "patch core nodes/status",
 			"create core events default", "create events.k8s.io events default",
+			"get resource.k8s.io resourceslices", "list resource.k8s.io resourceslices",
 		})
 		checkAccess(t, cp.Config, agentSAUser, agentSAGroups, false, []string{
 			"delete tandem.dev nodetopologies", "delete core nodes", "update core nodes", "create core nodes",
 			"list core pods", "create core pods/binding default", "get core secrets tandem-agent", "list core secrets",
 			"list scheduling.x-k8s.io podgroups", "update coordination.k8s.io leases tandem-system/tandem-scheduler",
 			"create core pods tandem-agent",
+			"watch resource.k8s.io resourceslices", "create resource.k8s.io resourceslices", "delete resource.k8s.io resourceslices",
+			"list resource.k8s.io resourceclaims", "get resource.k8s.io resourceclaims default",
 		})
 	})
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"google.golang.org/grpc"
 	v1 "k8s.io/api/core/v1"
+	resourcev1 "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -25,9 +27,11 @@ import (
 	"k8s.io/client-go/tools/record"
 	podresourcesv1 "k8s.io/kubelet/pkg/apis/podresources/v1"
 	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 
 	"github.com/tandem-sched/tandem/apis/topology/v1alpha1"
 	"github.com/tandem-sched/tandem/internal/controlplane"
+	"github.com/tandem-sched/tandem/pkg/clusterdesc"
 	"github.com/tandem-sched/tandem/pkg/generated/clientset/versioned"
 	"github.com/tandem-sched/tandem/pkg/nodeagent"
 	"github.com/tandem-sched/tandem/pkg/nodeagent/fixtures"
@@ -561,4 +565,93 @@ func runAgent(t *testing.T, ctx context.Context, agent *nodeagent.Agent, syncs <
 		}
 	}
 	return waitSync, stop
+}
+
+// TestNodeAgentPublishesDRAAllocations: the kubelet reports a pod's GPUs
+// from NVIDIA's DRA driver by pool and device name; the agent finds their
+// UUIDs in its node's ResourceSlices, selected by the apiserver on node and
+// driver (another node's slice of the same pool and device names is not
+// read), and publishes them with the device plugin's.
+func TestNodeAgentPublishesDRAAllocations(t *testing.T) {
+	cp := controlplane.StartControlPlane(t)
+	ctx := context.Background()
+	m, err := fixtures.Build(t.TempDir(), fixtures.HGXH100())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeName := m.Spec.Hostname
+	for _, name := range []string{nodeName, "other-gpu-node"} {
+		if _, err := cp.Client.CoreV1().Nodes().Create(ctx, &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kubelet, socket := startAgentKubelet(t)
+	agent := &nodeagent.Agent{
+		NodeName: nodeName,
+		Kube:     cp.Client,
+		Discoverer: &nodeagent.Discoverer{
+			SysRoot:      m.SysRoot,
+			NVML:         m.NVML,
+			Checker:      gpudirect.Checker{SysRoot: m.SysRoot, ProcRoot: m.ProcRoot, Config: pci.SysFS{Root: m.SysRoot}},
+			PodResources: podresources.Client{Socket: socket, Resource: "nvidia.com/gpu", DRADriver: "gpu.nvidia.com"},
+			Slices:       nodeagent.KubeSlices{Kube: cp.Client},
+		},
+		Publisher: &nodeagent.Publisher{Kube: cp.Client, Tandem: cp.Tandem, Clock: clocktesting.NewFakeClock(time.Now())},
+		Clock:     clocktesting.NewFakeClock(time.Now()),
+	}
+	if _, err := agent.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nt, err := cp.Tandem.TandemV1alpha1().NodeTopologies().Get(ctx, nodeName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gpus := nt.Status.GPUs
+	mine := clusterdesc.NVIDIAResourceSlice(nt)
+	// Another node's slice whose pool and device names are this node's, its
+	// uuids shifted by one: read, it would publish the wrong GPUs.
+	other := clusterdesc.NVIDIAResourceSlice(nt)
+	other.Name, other.Spec.NodeName = "other-gpu-node-gpu.nvidia.com", ptr.To("other-gpu-node")
+	for i := range other.Spec.Devices {
+		other.Spec.Devices[i].Attributes["uuid"] = resourcev1.DeviceAttribute{StringValue: ptr.To(gpus[(i+1)%len(gpus)].UUID)}
+	}
+	for _, s := range []*resourcev1.ResourceSlice{other, mine} {
+		if _, err := cp.Client.ResourceV1().ResourceSlices().Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	claimGPU := func(dev string) *podresourcesv1.ClaimResource {
+		return &podresourcesv1.ClaimResource{DriverName: "gpu.nvidia.com", PoolName: nodeName, DeviceName: dev}
+	}
+	kubelet.mu.Lock()
+	kubelet.resp = &podresourcesv1.ListPodResourcesResponse{PodResources: []*podresourcesv1.PodResources{
+		{Name: "decode-0", Namespace: "llm", Containers: []*podresourcesv1.ContainerResources{{
+			Name: "engine", DynamicResources: []*podresourcesv1.DynamicResource{{
+				ClaimName: "decode-0-gpus", ClaimNamespace: "llm", ClaimResources: []*podresourcesv1.ClaimResource{claimGPU("gpu-2"), claimGPU("gpu-3")},
+			}},
+		}}},
+		{Name: "prefill-0", Namespace: "llm", Containers: []*podresourcesv1.ContainerResources{{
+			Name: "engine", Devices: []*podresourcesv1.ContainerDevices{{ResourceName: "nvidia.com/gpu", DeviceIds: []string{gpus[0].UUID}}},
+		}}},
+	}}
+	kubelet.mu.Unlock()
+	if _, err := agent.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if nt, err = cp.Tandem.TandemV1alpha1().NodeTopologies().Get(ctx, nodeName, metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want := []v1alpha1.GPUAllocation{
+		{Pod: "llm/decode-0", GPUs: slices.Sorted(slices.Values([]string{gpus[2].UUID, gpus[3].UUID}))},
+		{Pod: "llm/prefill-0", GPUs: []string{gpus[0].UUID}},
+	}
+	if !reflect.DeepEqual(nt.Status.GPUAllocations, want) {
+		t.Fatalf("gpuAllocations:\n got %v\nwant %v", nt.Status.GPUAllocations, want)
+	}
+	for _, c := range nt.Status.Conditions {
+		if c.Type == nodeagent.ConditionGPUAllocationsKnown && (c.Status != metav1.ConditionTrue || c.Reason != "PodResourcesListed") {
+			t.Errorf("GPUAllocationsKnown: %s/%s: %s", c.Status, c.Reason, c.Message)
+		}
+	}
 }

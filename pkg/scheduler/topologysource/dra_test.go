@@ -13,6 +13,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
+	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
 	"github.com/tandem-sched/tandem/pkg/clusterdesc"
 	"github.com/tandem-sched/tandem/pkg/topology"
 )
@@ -206,5 +207,62 @@ func TestDRAResolvesByPCIBusID(t *testing.T) {
 	v, _ := cluster.Node("hgx-0")
 	if !v.Used[6] || !v.Used[7] || v.Used[0] {
 		t.Errorf("used = %v, want GPUs 6 and 7 (matched by pcieBusID)", v.Used)
+	}
+}
+
+// The agent publishes the GPUs the kubelet prepared for a pod's claims in
+// status.gpuAllocations, and the scheduler reads the same GPUs from the
+// allocated claim: each GPU counts once, whichever arrives first, matched
+// by uuid or (a slice without uuids) by pcieBusID.
+func TestDRAClaimAndAgentReportCountEachGPUOnce(t *testing.T) {
+	for _, byPCI := range []bool{false, true} {
+		c, err := clusterdesc.Parse([]byte("nodes: [{name: hgx-0, shape: hgx-h100, leaf: l1}]"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nt := c.Build(time.Now())[0].Topology
+		slice := clusterdesc.NVIDIAResourceSlice(nt)
+		if byPCI {
+			for i := range slice.Spec.Devices {
+				delete(slice.Spec.Devices[i].Attributes, "uuid")
+			}
+		}
+		cluster := topology.NewCluster()
+		cluster.SetReport("hgx-0", ReportOf(nt))
+		d, _ := newTestDRA(t, cluster)
+		d.setSlice(slice, false)
+		claim := allocated(gpuClaim("tp4", exactly("gpu.nvidia.com", "", 4)), "hgx-0", "gpu-0", "gpu-1", "gpu-2", "gpu-3")
+		claim.Status.ReservedFor = []resourcev1.ResourceClaimConsumerReference{{Resource: "pods", Name: "prefill-0", UID: "uid-prefill-0"}}
+		d.setClaim(claim, false)
+		if got := freeOn(t, cluster, "hgx-0"); got[0] != 4 {
+			t.Fatalf("byPCI=%v: free with the claim = %v, want 4", byPCI, got)
+		}
+
+		// The agent's next report names the claim's GPUs for the pod, and a
+		// device-plugin pod on GPU 4.
+		withAllocs := nt.DeepCopy()
+		var held []string
+		for _, g := range nt.Status.GPUs[:4] {
+			held = append(held, g.UUID)
+		}
+		withAllocs.Status.GPUAllocations = []topologyv1alpha1.GPUAllocation{
+			{Pod: "llm/prefill-0", GPUs: held},
+			{Pod: "llm/other", GPUs: []string{nt.Status.GPUs[4].UUID}},
+		}
+		cluster.SetReport("hgx-0", ReportOf(withAllocs))
+		if got := freeOn(t, cluster, "hgx-0"); got[0] != 3 {
+			t.Fatalf("byPCI=%v: free with the claim and the report naming its GPUs = %v, want 3 (8 less 4 held by the claim and reported, less 1)", byPCI, got)
+		}
+		// The claim going away leaves the report's count, and the report
+		// dropping the pod leaves the other pod's.
+		d.setClaim(claim, true)
+		if got := freeOn(t, cluster, "hgx-0"); got[0] != 3 {
+			t.Fatalf("byPCI=%v: free with the report alone = %v, want 3", byPCI, got)
+		}
+		withAllocs.Status.GPUAllocations = withAllocs.Status.GPUAllocations[1:]
+		cluster.SetReport("hgx-0", ReportOf(withAllocs))
+		if got := freeOn(t, cluster, "hgx-0"); got[0] != 7 {
+			t.Fatalf("byPCI=%v: free once both forget the pod = %v, want 7", byPCI, got)
+		}
 	}
 }
