@@ -2,12 +2,14 @@ package integration
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/clock"
 
 	topologyv1alpha1 "github.com/tandem-sched/tandem/apis/topology/v1alpha1"
@@ -135,6 +137,25 @@ nodes:
 	nt.Status.GPUAllocations = append(nt.Status.GPUAllocations, topologyv1alpha1.GPUAllocation{Pod: "other/tenant", GPUs: all})
 	if _, err := cp.Tandem.TandemV1alpha1().NodeTopologies().UpdateStatus(ctx, nt, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	// The scheduler reads NodeTopology and pods through separate watches,
+	// so the decode could be ungated before the report arrives, and would
+	// rightly take the board's last four GPUs. A probe pinned to the board
+	// settles that first: either the scheduler has the report and refuses
+	// it, or the probe takes those GPUs itself. Either way the board is
+	// taken when the decode comes.
+	createPod(t, cp, "probe", 4, withNodeSelector(planned))
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+		p, err := cp.Client.CoreV1().Pods(namespace).Get(ctx, "probe", metav1.GetOptions{})
+		if err != nil || p.Spec.NodeName != "" {
+			return err == nil, err
+		}
+		events, err := listEvents(ctx, cp, "probe")
+		return slices.ContainsFunc(events, func(e v1.Event) bool {
+			return e.Reason == "FailedScheduling" && strings.Contains(e.Message, "0 of 8 GPUs free")
+		}), err
+	}); err != nil {
+		t.Fatalf("the probe on %s was neither bound nor refused for the tenant's GPUs: %v; events: %s", planned, err, eventsFor(cp, "probe"))
 	}
 	pod, err := cp.Client.CoreV1().Pods(namespace).Get(ctx, "u-decode-0", metav1.GetOptions{})
 	if err != nil {
