@@ -35,6 +35,9 @@ type nodeState struct {
 	// claims are the GPUs of allocated ResourceClaims on the node, by
 	// claim (namespace/name); see SetClaim.
 	claims map[string][]DeviceID
+	// order is the order in which the DRA allocator tries the node's GPUs,
+	// nil when unknown; see SetAllocationOrder.
+	order []DeviceID
 	// used is the report's allocations plus the claims' and the ledger's.
 	used Used
 	// free and largest count the free GPUs outside MIG, in total and on
@@ -214,7 +217,7 @@ func (c *Cluster) fitLocked(node string, req GPURequest) (Fit, *Unfit, NodeView,
 	if n.gpus == nil || n.compileErr != nil {
 		return Fit{}, nil, view, false
 	}
-	fit, unfit := n.gpus.Fit(req, n.used)
+	fit, unfit := n.gpus.FitOrdered(req, n.used, n.order)
 	return fit, unfit, view, true
 }
 

@@ -86,6 +86,21 @@ func (c *Cluster) SetClaim(claim, node string, devices []DeviceID, reservedFor [
 	c.updateLocked(n)
 }
 
+// SetAllocationOrder records the order in which a DRA allocator tries
+// node's GPU devices (the driver's ResourceSlice, device by device); nil
+// when it is not known. FirstFit requests are fitted in that order.
+func (c *Cluster) SetAllocationOrder(node string, order []DeviceID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if order == nil {
+		if n, ok := c.nodes[node]; ok {
+			n.order = nil
+		}
+		return
+	}
+	c.nodeLocked(node).order = append([]DeviceID(nil), order...)
+}
+
 // ClaimGPUs is the number of GPUs the allocated claims hold on node, as far
 // as the node's report names them.
 func (c *Cluster) ClaimGPUs(node string) int {

@@ -294,11 +294,12 @@ type GPURequest struct {
 	// MaxNICLevel is the farthest NIC a GPU may use for RDMA.
 	MaxNICLevel PCIeLevel
 	AllowMIG    bool
-	// AllocationOrder, when set, is the order in which a Dynamic Resource
-	// Allocation allocator tries the node's GPUs: it takes the first Count
-	// free ones, so the fit is those, judged as they fall, rather than the
-	// island tandem would choose.
-	AllocationOrder []DeviceID
+	// FirstFit: the GPUs come from a Dynamic Resource Allocation allocator
+	// that takes the first Count free ones in the node's allocation order
+	// (Cluster.SetAllocationOrder), so on a node with a known order the fit
+	// is those GPUs, judged as they fall, rather than the island tandem
+	// would choose.
+	FirstFit bool
 }
 
 // Fit is where a request would land on a node.
@@ -336,9 +337,6 @@ func (n *NodeGPUs) Fit(req GPURequest, used Used) (Fit, *Unfit) {
 			reason = "no GPU is ready for GPUDirect RDMA"
 		}
 		return Fit{}, &Unfit{Reason: reason}
-	}
-	if len(req.AllocationOrder) > 0 {
-		return n.fitInOrder(req, used)
 	}
 	eligible := func(i int) bool {
 		g := n.GPUs[i]
@@ -529,14 +527,21 @@ func (f Fit) Score(w ScoreWeights) int64 {
 	return max(0, min(MaxScore, score))
 }
 
-// fitInOrder is the fit of an allocator that takes the first req.Count free
-// GPUs in req.AllocationOrder (devices naming no GPU of the node are
-// skipped): it knows nothing of NVLink islands or NICs, so the fit is
-// refused when those GPUs span islands under IslandRequired, or when one of
-// them cannot serve an RDMA request.
-func (n *NodeGPUs) fitInOrder(req GPURequest, used Used) (Fit, *Unfit) {
+// FitOrdered is Fit for a request whose GPUs an allocator picks: with
+// req.FirstFit and an order known, the first req.Count free GPUs in order
+// (devices naming no GPU of the node are skipped). The allocator knows
+// nothing of NVLink islands or NICs, so the fit is refused when those GPUs
+// span islands under IslandRequired, or when one of them cannot serve an
+// RDMA request.
+func (n *NodeGPUs) FitOrdered(req GPURequest, used Used, order []DeviceID) (Fit, *Unfit) {
+	if !req.FirstFit || len(order) == 0 {
+		return n.Fit(req, used)
+	}
+	if req.NeedRDMA && !n.anyRDMAReady() {
+		return n.Fit(req, used)
+	}
 	chosen := make([]int, 0, req.Count)
-	for _, d := range req.AllocationOrder {
+	for _, d := range order {
 		if len(chosen) == req.Count {
 			break
 		}
@@ -562,7 +567,7 @@ func (n *NodeGPUs) fitInOrder(req GPURequest, used Used) (Fit, *Unfit) {
 			}
 		}
 	}
-	islandOf := make(map[int]int, len(n.GPUs))
+	islandOf := make([]int, len(n.GPUs))
 	for k, island := range n.Islands {
 		for _, i := range island {
 			islandOf[i] = k

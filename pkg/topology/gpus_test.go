@@ -242,13 +242,13 @@ func BenchmarkCompileAndFit(b *testing.B) {
 // each of two pairs: refused under IslandRequired, a spread fit under
 // Preferred; with GPUs 0 and 1 held it gets the pair 2, 3.
 func TestFitInAllocationOrder(t *testing.T) {
-	inOrder := func(nt *topologyv1alpha1.NodeTopology, extra ...topology.DeviceID) func(*topology.GPURequest) {
-		return func(r *topology.GPURequest) {
-			r.AllocationOrder = append(r.AllocationOrder, extra...)
-			for _, g := range nt.Status.GPUs {
-				r.AllocationOrder = append(r.AllocationOrder, topology.DeviceID{UUID: g.UUID})
-			}
+	firstFit := func(r *topology.GPURequest) { r.FirstFit = true }
+	inOrder := func(nt *topologyv1alpha1.NodeTopology, extra ...topology.DeviceID) []topology.DeviceID {
+		order := append([]topology.DeviceID(nil), extra...)
+		for _, g := range nt.Status.GPUs {
+			order = append(order, topology.DeviceID{UUID: g.UUID})
 		}
+		return order
 	}
 	for _, tc := range []struct {
 		name       string
@@ -273,14 +273,18 @@ func TestFitInAllocationOrder(t *testing.T) {
 			used := gpus.NewUsed(topologysource.ReportOf(nt).Allocations, nil)
 			// A device naming no GPU of the node (another node's, a
 			// stale slice) is passed over, as it cannot be in this fit.
-			r := req(2, island(tc.policy), inOrder(nt, topology.DeviceID{UUID: "GPU-not-on-this-node"}))
-			fit, unfit := gpus.Fit(r, used)
+			order := inOrder(nt, topology.DeviceID{UUID: "GPU-not-on-this-node"})
+			fit, unfit := gpus.FitOrdered(req(2, island(tc.policy), firstFit), used, order)
 			if tc.unfit != "" {
 				require.NotNil(t, unfit, "fit %+v", fit)
 				require.Contains(t, unfit.Reason, tc.unfit)
 				require.True(t, unfit.Resolvable, "a GPU freed ahead in the order changes the allocator's pick")
-				// Without the order, tandem's own choice is a whole pair.
-				free, unfit := gpus.Fit(req(2, island(tc.policy)), used)
+				// Without the order, or for a request the allocator does
+				// not fill first-fit, tandem's own choice is a whole pair.
+				free, unfit := gpus.FitOrdered(req(2, island(tc.policy)), used, order)
+				require.Nil(t, unfit)
+				require.True(t, free.OneIsland)
+				free, unfit = gpus.FitOrdered(req(2, island(tc.policy), firstFit), used, nil)
 				require.Nil(t, unfit)
 				require.True(t, free.OneIsland)
 				return
@@ -294,7 +298,7 @@ func TestFitInAllocationOrder(t *testing.T) {
 	t.Run("too few free in the order", func(t *testing.T) {
 		gpus, nt := compile(t, "{name: gpu-node, shape: hgx-h100, allocatedGPUs: [0, 1, 2, 3, 4, 5, 6]}")
 		used := gpus.NewUsed(topologysource.ReportOf(nt).Allocations, nil)
-		_, unfit := gpus.Fit(req(2, inOrder(nt)), used)
+		_, unfit := gpus.FitOrdered(req(2, firstFit), used, inOrder(nt))
 		require.NotNil(t, unfit)
 		require.Contains(t, unfit.Reason, "1 of 8 GPUs free, pod needs 2")
 	})

@@ -404,7 +404,7 @@ func (s *sim) fit(node string, pod UnitPod) (Fit, bool) {
 			return Fit{}, false
 		}
 	}
-	fit, unfit := n.gpus.Fit(pod.Request, s.usedOf(node, n))
+	fit, unfit := n.gpus.FitOrdered(pod.Request, s.usedOf(node, n), n.order)
 	return fit, unfit == nil
 }
 
@@ -421,7 +421,7 @@ func (s *sim) fitGPUs(node string, req GPURequest) (Fit, bool) {
 	if n == nil || n.gpus == nil || n.compileErr != nil {
 		return Fit{}, false
 	}
-	fit, unfit := n.gpus.Fit(req, s.usedOf(node, n))
+	fit, unfit := n.gpus.FitOrdered(req, s.usedOf(node, n), n.order)
 	return fit, unfit == nil
 }
 

@@ -379,3 +379,41 @@ func TestPlanPricesReplicaUnitsOverEveryPair(t *testing.T) {
 	require.InDelta(t, 2*nv, plan.Cost, 1e-12*plan.Cost)
 	require.True(t, plan.Optimal())
 }
+
+// A unit whose GPUs a DRA allocator picks first-fit is planned by that
+// pick: nvl-a has GPU 0 held, so the allocator would give a TP=2 claim
+// GPUs 1 and 2, across two NVLink pairs, although three whole pairs are
+// free; nvl-b and nvl-c have one pair each. By free pairs the unit fits
+// nvl-a alone; by the allocator's pick it goes to nvl-b and nvl-c.
+func TestPlanFollowsTheAllocatorsOrder(t *testing.T) {
+	c, v := clusterOf(t, `nodes:
+- {name: nvl-a, shape: h100-nvl, zone: z1, spine: s1, leaf: l1, allocatedGPUs: [0]}
+- {name: nvl-b, shape: h100-nvl, zone: z1, spine: s1, leaf: l1, allocatedGPUs: [0, 1, 2, 3, 4, 5]}
+- {name: nvl-c, shape: h100-nvl, zone: z1, spine: s1, leaf: l1, allocatedGPUs: [0, 1, 2, 3, 4, 5]}
+`)
+	firstFit := func(p topology.UnitPod) topology.UnitPod { p.Request.FirstFit = true; return p }
+	spec := unit(firstFit(unitPod("p", true, 2)), firstFit(unitPod("d", false, 2)))
+
+	plan, err := v.PlanUnit(topology.DefaultCostModel(), spec)
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"p": "nvl-a", "d": "nvl-a"}, plan.Nodes, "no order known: tandem's own pick of pairs")
+
+	for _, node := range []string{"nvl-a", "nvl-b", "nvl-c"} {
+		view, ok := c.Node(node)
+		require.True(t, ok)
+		var order []topology.DeviceID
+		for _, g := range view.GPUs.GPUs {
+			order = append(order, topology.DeviceID{UUID: g.UUID})
+		}
+		c.SetAllocationOrder(node, order)
+	}
+	plan, err = v.PlanUnit(topology.DefaultCostModel(), spec)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"nvl-b", "nvl-c"}, []string{plan.Nodes["p"], plan.Nodes["d"]})
+
+	// A request the allocator does not fill first-fit (a claim with
+	// constraints, or device-plugin GPUs) is planned as before.
+	plan, err = v.PlanUnit(topology.DefaultCostModel(), unit(unitPod("p", true, 2), unitPod("d", false, 2)))
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"p": "nvl-a", "d": "nvl-a"}, plan.Nodes)
+}

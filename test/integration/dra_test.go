@@ -15,6 +15,7 @@ import (
 
 	"github.com/tandem-sched/tandem/internal/controlplane"
 	"github.com/tandem-sched/tandem/pkg/clusterdesc"
+	"github.com/tandem-sched/tandem/pkg/plugins/nvlinktopo"
 	"github.com/tandem-sched/tandem/pkg/plugins/pdaffinity"
 	"github.com/tandem-sched/tandem/pkg/topology"
 )
@@ -309,4 +310,51 @@ nodes:
 	}
 	createPod(t, cp, "tp2-3", 0, withGPUClaim(t, cp, 2))
 	waitForFailedScheduling(t, cp, "tp2-3", "the DRA allocator takes the first free GPUs in its ResourceSlice's order, [1 2], which span 2 NVLink islands")
+}
+
+// A P/D unit of DRA pods goes where the allocator's pick keeps each claim
+// on one NVLink pair. nvl-a has three whole pairs free, but with GPU 0 held
+// the allocator would give a TP=2 claim GPUs 1 and 2; nvl-b and nvl-c have
+// one pair each (6-7). A 1P1D unit of TP=2 engines lands on nvl-b and
+// nvl-c, each claim allocated that pair, with no failed attempt (the
+// planner's part is TestPlanFollowsTheAllocatorsOrder in pkg/topology).
+func TestDRAUnitIsPlannedByTheAllocatorsPick(t *testing.T) {
+	cp := startCluster(t, `
+nodes:
+- {name: nvl-a, shape: h100-nvl, zone: z1, spine: s1, leaf: l1, gpuAllocation: dra}
+- {name: nvl-b, shape: h100-nvl, zone: z1, spine: s1, leaf: l1, gpuAllocation: dra}
+- {name: nvl-c, shape: h100-nvl, zone: z1, spine: s1, leaf: l1, gpuAllocation: dra}
+`)
+	anyIslands := func(p *v1.Pod) {
+		if p.Annotations == nil {
+			p.Annotations = map[string]string{}
+		}
+		p.Annotations[nvlinktopo.AnnotationIslandPolicy] = string(topology.IslandIgnore)
+	}
+	for node, gpus := range map[string]int64{"nvl-a": 1, "nvl-b": 6, "nvl-c": 6} {
+		createPod(t, cp, "holder-"+node, 0, withGPUClaim(t, cp, gpus), withNodeSelector(node), anyIslands)
+	}
+	for _, node := range []string{"nvl-a", "nvl-b", "nvl-c"} {
+		waitForBinding(t, cp, "holder-"+node)
+		waitForClaimAllocation(t, cp, "holder-"+node+"-gpus", "holder-"+node)
+	}
+	unit := withLabels(pdaffinity.LabelGroup, "u", pdaffinity.LabelUnitSize, "2")
+	createPod(t, cp, "u-prefill-0", 0, withGPUClaim(t, cp, 2), withLabels(pdaffinity.LabelRole, "prefill"), unit)
+	createPod(t, cp, "u-decode-0", 0, withGPUClaim(t, cp, 2), withLabels(pdaffinity.LabelRole, "decode"), unit)
+	nodes := map[string]bool{}
+	for _, pod := range []string{"u-prefill-0", "u-decode-0"} {
+		node := waitForBinding(t, cp, pod)
+		nodes[node] = true
+		if _, devices := waitForClaimAllocation(t, cp, pod+"-gpus", pod); !slices.Equal(devices, []string{node + "/gpu-6", node + "/gpu-7"}) {
+			t.Errorf("%s's claim got %v on %s, want the pair gpu-6, gpu-7", pod, devices, node)
+		}
+		if events, err := listEvents(context.Background(), cp, pod); err != nil {
+			t.Fatal(err)
+		} else if i := slices.IndexFunc(events, func(e v1.Event) bool { return e.Reason == "FailedScheduling" }); i >= 0 {
+			t.Errorf("%s failed an attempt before it was placed: %s", pod, events[i].Message)
+		}
+	}
+	if !nodes["nvl-b"] || !nodes["nvl-c"] {
+		t.Errorf("unit placed on %v, want nvl-b and nvl-c", nodes)
+	}
 }

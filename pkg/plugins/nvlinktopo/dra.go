@@ -7,23 +7,11 @@ import (
 )
 
 // requestOn is the pod's request on node: a ResourceClaim for all of a
-// node's GPUs asks for as many as the DRA driver publishes there. When the
-// pod's GPUs all come from claims that ask by class and count alone, the
-// DynamicResources plugin's allocator will take the first free GPUs in the
-// node's ResourceSlice order, islands or not: the fit is judged on those
-// (no scheduler plugin can make the allocator take others), so a node where
-// that pick would split the claim across NVLink islands is not chosen for
-// it.
+// node's GPUs asks for as many as the DRA driver publishes there.
 func (pl *NVLinkTopo) requestOn(s *preFilterState, node string) topology.GPURequest {
 	req := s.request
-	if pl.dra == nil {
-		return req
-	}
-	if s.allOfNode {
+	if s.allOfNode && pl.dra != nil {
 		req.Count += pl.dra.NodeGPUs(node)
-	}
-	if s.firstFit {
-		req.AllocationOrder = pl.dra.AllocationOrder(node)
 	}
 	return req
 }

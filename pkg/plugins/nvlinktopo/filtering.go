@@ -18,9 +18,6 @@ type preFilterState struct {
 	// allOfNode: a ResourceClaim asks for every GPU of the node, which
 	// request.Count does not include (see requestOn).
 	allOfNode bool
-	// firstFit: all the pod's GPUs come from claims the DRA allocator fills
-	// with the first free GPUs in its ResourceSlice's order (see requestOn).
-	firstFit bool
 	// fits holds Filter's verdict per node (a topology.Fit) for Score, which
 	// runs on the nodes Filter passed.
 	fits sync.Map
@@ -48,8 +45,7 @@ func (pl *NVLinkTopo) PreFilter(ctx context.Context, cycleState fwk.CycleState, 
 			return nil, fwk.AsStatus(err)
 		}
 	}
-	cycleState.Write(preFilterStateKey, &preFilterState{request: req, allOfNode: dra.AllOfNode,
-		firstFit: dra.FirstFit && len(dra.Claims) > 0 && req.Count == dra.Count})
+	cycleState.Write(preFilterStateKey, &preFilterState{request: req, allOfNode: dra.AllOfNode})
 	pl.waiting.add(pod)
 	return nil, nil
 }

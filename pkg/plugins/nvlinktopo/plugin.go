@@ -157,6 +157,14 @@ func (pl *NVLinkTopo) podRequest(pod *v1.Pod) (req topology.GPURequest, dra topo
 	if dra, err = pl.dra.Request(pod); err != nil {
 		return req, dra, err
 	}
+	// When all the pod's GPUs come from claims that ask by class and count
+	// alone, the DynamicResources plugin's allocator takes the first free
+	// GPUs in the node's ResourceSlice order, islands or not: the model
+	// judges each node by that pick (no scheduler plugin can make the
+	// allocator take others), so a node where it would split the claim
+	// across NVLink islands is not chosen for it, by Filter or by
+	// PDAffinity's planner.
+	req.FirstFit = dra.FirstFit && len(dra.Claims) > 0 && req.Count == 0
 	req.Count += dra.Count
 	req.NeedRDMA = req.NeedRDMA || dra.RDMA
 	if req.Count > topologysource.MaxPodGPUs {

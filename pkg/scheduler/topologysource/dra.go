@@ -152,7 +152,9 @@ func (d *DRA) setSlice(obj interface{}, deleted bool) {
 	}
 	delete(d.slices, slice.Name)
 	delete(d.order, slice.Name)
+	touched := map[string]bool{}
 	if n, ok := d.sliceNode[slice.Name]; ok {
+		touched[n] = true
 		if names := d.nodeSlices[n]; names.Delete(slice.Name).Len() == 0 {
 			delete(d.nodeSlices, n)
 		}
@@ -186,13 +188,21 @@ func (d *DRA) setSlice(obj interface{}, deleted bool) {
 			}
 			d.nodeSlices[node].Insert(slice.Name)
 			d.sliceNode[slice.Name] = node
+			touched[node] = true
 		}
+	}
+	orders := make(map[string][]topology.DeviceID, len(touched))
+	for n := range touched {
+		orders[n] = d.allocationOrderLocked(n)
 	}
 	pending := make([]*resourcev1.ResourceClaim, 0, len(d.pending))
 	for _, c := range d.pending {
 		pending = append(pending, c)
 	}
 	d.mu.Unlock()
+	for n, order := range orders {
+		d.cluster.SetAllocationOrder(n, order)
+	}
 	for _, c := range pending {
 		d.setClaim(c, false)
 	}
@@ -261,13 +271,11 @@ func (d *DRA) resolve(claim *resourcev1.ResourceClaim) (string, []topology.Devic
 	return node, ids, nil
 }
 
-// AllocationOrder is the order in which the DRA allocator tries node's GPU
-// devices: the one ResourceSlice publishing them, device by device. nil
-// when more than one slice publishes GPUs there, as the allocator's order
-// across slices is not the informer's.
-func (d *DRA) AllocationOrder(node string) []topology.DeviceID {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
+// allocationOrderLocked is the order in which the DRA allocator tries
+// node's GPU devices: the one ResourceSlice publishing them, device by
+// device. nil when more than one slice publishes GPUs there, as the
+// allocator's order across slices is not the informer's.
+func (d *DRA) allocationOrderLocked(node string) []topology.DeviceID {
 	names := d.nodeSlices[node]
 	if names.Len() != 1 {
 		return nil
