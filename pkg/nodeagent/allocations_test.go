@@ -57,7 +57,17 @@ func TestAllocationsNamingNoGPUOfTheNodeAreDropped(t *testing.T) {
 		}
 	}
 
-	nt := &v1alpha1.NodeTopology{ObjectMeta: metav1.ObjectMeta{Name: m.Spec.Hostname}, Status: st}
+	if taken := takenByScheduler(t, m.Spec.Hostname, st); taken != 2 {
+		t.Fatalf("GPUs the scheduler sees taken: got %d, want 2", taken)
+	}
+}
+
+// takenByScheduler is how many of the node's GPUs the scheduler counts as
+// taken from the published status; it fails the test if the scheduler
+// would refuse the report.
+func takenByScheduler(t *testing.T, node string, st v1alpha1.NodeTopologyStatus) int {
+	t.Helper()
+	nt := &v1alpha1.NodeTopology{ObjectMeta: metav1.ObjectMeta{Name: node}, Status: st}
 	report := topologysource.ReportOf(nt)
 	n, err := topology.CompileNodeGPUs(report)
 	if err != nil {
@@ -69,7 +79,5 @@ func TestAllocationsNamingNoGPUOfTheNodeAreDropped(t *testing.T) {
 			taken++
 		}
 	}
-	if taken != 2 {
-		t.Fatalf("GPUs the scheduler sees taken: got %d, want 2", taken)
-	}
+	return taken
 }

@@ -21,8 +21,6 @@ import (
 	"github.com/tandem-sched/tandem/pkg/nodeagent/fixtures"
 	"github.com/tandem-sched/tandem/pkg/nodeagent/leaf"
 	"github.com/tandem-sched/tandem/pkg/nodeagent/podresources"
-	"github.com/tandem-sched/tandem/pkg/scheduler/topologysource"
-	"github.com/tandem-sched/tandem/pkg/topology"
 )
 
 // kubeletReport is a Lister returning a fixed kubelet report.
@@ -149,19 +147,7 @@ func TestDRAAllocationsPublished(t *testing.T) {
 		}
 	}
 
-	nt := &v1alpha1.NodeTopology{ObjectMeta: metav1.ObjectMeta{Name: node.Name}, Status: st}
-	report := topologysource.ReportOf(nt)
-	n, err := topology.CompileNodeGPUs(report)
-	if err != nil {
-		t.Fatalf("the scheduler refuses the published report: %v", err)
-	}
-	taken := 0
-	for _, u := range n.NewUsed(report.Allocations, nil) {
-		if u {
-			taken++
-		}
-	}
-	if taken != 6 {
+	if taken := takenByScheduler(t, node.Name, st); taken != 6 {
 		t.Fatalf("GPUs the scheduler sees taken: got %d, want 6", taken)
 	}
 }
