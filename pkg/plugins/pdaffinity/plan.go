@@ -31,6 +31,11 @@ const planFallbacks = 4
 type unitPlans struct {
 	mu     sync.Mutex
 	byUnit map[string]*unitPlan
+	// open are the units that may hold GPUs for other plans (see holds):
+	// every unit with a planned pod neither reserved, bound nor failed is
+	// in it, and holds drops the ones it finds holding nothing, so a plan
+	// visits the units still being placed, not every unit in flight.
+	open sets.Set[string]
 	// chunkOf maps a pool pod to the key of the pool chunk planned with it,
 	// and chunks are the live chunks, oldest first.
 	chunkOf map[string]string
@@ -74,10 +79,16 @@ func (up *unitPlan) setPlan(plan *topology.Plan, spec topology.UnitSpec) {
 // does not see them. Callers hold mu.
 func (u *unitPlans) holds(except string) []topology.UnitPod {
 	var out []topology.UnitPod
-	for key, up := range u.byUnit {
-		if key == except || up.plan == nil {
+	for key := range u.open {
+		up := u.byUnit[key]
+		if up == nil || up.plan == nil {
+			u.open.Delete(key)
 			continue
 		}
+		if key == except {
+			continue
+		}
+		held := len(out)
 		for name, node := range up.plan.Nodes {
 			if _, reserved := up.reserved[name]; reserved || up.bound.Has(name) {
 				continue
@@ -90,6 +101,11 @@ func (u *unitPlans) holds(except string) []topology.UnitPod {
 				pod.Node = node
 				out = append(out, pod)
 			}
+		}
+		if len(out) == held {
+			// Nothing left to hold until a pod is unreserved or the unit
+			// is planned again, which reopen it.
+			u.open.Delete(key)
 		}
 	}
 	// In a fixed order, so that a plan does not depend on map order.
@@ -120,7 +136,7 @@ func (u *unitPlans) poolHolds(namespace, group string, prefill bool) int {
 }
 
 func newUnitPlans() *unitPlans {
-	return &unitPlans{byUnit: map[string]*unitPlan{}, chunkOf: map[string]string{}}
+	return &unitPlans{byUnit: map[string]*unitPlan{}, open: sets.New[string](), chunkOf: map[string]string{}}
 }
 
 func (u *unitPlans) get(key string) *unitPlan {
@@ -183,6 +199,7 @@ func (pl *PDAffinity) planFor(ctx context.Context, pod *v1.Pod, m Member, requir
 			return nil, nil
 		}
 		up.setPlan(plan, spec)
+		pl.plans.open.Insert(key)
 		metrics.Planned(metrics.ModeReplica, trigger)
 		logger.V(4).Info("Planned the unit", "unit", m.unitName(), "pods", len(plan.Nodes), "level", pl.levelName(plan.Level),
 			"domain", plan.Domain, "optimal", plan.Optimal(), "evaluated", plan.Evaluated)
@@ -348,6 +365,7 @@ func (pl *PDAffinity) unreserved(pod *v1.Pod, key string) {
 	defer pl.plans.mu.Unlock()
 	if up := pl.plans.byUnit[key]; up != nil {
 		delete(up.reserved, podKey(pod))
+		pl.plans.open.Insert(key)
 	}
 }
 
@@ -376,6 +394,7 @@ func (pl *PDAffinity) boundIn(pod *v1.Pod, key string) {
 // forget drops a plan and its pods' chunk entries. Callers hold mu.
 func (u *unitPlans) forget(key string, up *unitPlan) {
 	delete(u.byUnit, key)
+	u.open.Delete(key)
 	for _, name := range up.chunk {
 		if u.chunkOf[name] == key {
 			delete(u.chunkOf, name)

@@ -194,6 +194,7 @@ func (pl *PDAffinity) poolPlan(ctx context.Context, pod *v1.Pod, m Member, s *pr
 	key := fmt.Sprintf("%s/pool:%s#%d", pod.Namespace, m.Group, pl.plans.seq)
 	up := pl.plans.get(key)
 	up.setPlan(plan, spec)
+	pl.plans.open.Insert(key)
 	metrics.Planned(metrics.ModePool, metrics.TriggerFirst)
 	up.attempts[me] = 1
 	for _, p := range spec.Pods {
