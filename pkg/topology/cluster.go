@@ -338,6 +338,30 @@ type Domain struct {
 	// largest free island (largest) is known without visiting the nodes.
 	largestCount map[int]int
 	largest      int
+	// subs count, per finer level, the member nodes in each domain of that
+	// level, so that the sub-domains are known without visiting the nodes.
+	subs []map[string]int
+}
+
+// countSubs adds delta member nodes to the finer-level domains of p.
+func (d *Domain) countSubs(p *placeOf, from, delta int) {
+	for j := max(from, d.Level+1); j < len(p.ids); j++ {
+		d.countSub(j, p.ids[j], delta)
+	}
+}
+
+func (d *Domain) countSub(level int, id string, delta int) {
+	if id == "" {
+		return
+	}
+	if d.subs[level] == nil {
+		d.subs[level] = map[string]int{}
+	}
+	if n := d.subs[level][id] + delta; n > 0 {
+		d.subs[level][id] = n
+	} else {
+		delete(d.subs[level], id)
+	}
 }
 
 // Largest is the most free GPUs on one NVLink island of any member node.
@@ -415,11 +439,21 @@ func (v *DomainIndex) update(n *nodeState) {
 			oldID = old.ids[i]
 		}
 		if old != nil && oldID == p.ids[i] {
-			if oldID != "" && (old.free != p.free || old.largest != p.largest) {
-				d := v.domains[i][oldID]
+			if oldID == "" {
+				continue
+			}
+			d := v.domains[i][oldID]
+			if old.free != p.free || old.largest != p.largest {
 				v.reFree(d, d.Free-old.free+p.free)
 				d.countLargest(old.largest, -1)
 				d.countLargest(p.largest, +1)
+			}
+			// The node stays in d; a finer domain of it may have changed.
+			for j := i + 1; j < len(v.levels); j++ {
+				if old.ids[j] != p.ids[j] {
+					d.countSub(j, old.ids[j], -1)
+					d.countSub(j, p.ids[j], +1)
+				}
 			}
 			continue
 		}
@@ -449,7 +483,7 @@ func (v *DomainIndex) remove(n *nodeState) {
 func (v *DomainIndex) join(level int, id, node string, p *placeOf) {
 	d := v.domains[level][id]
 	if d == nil {
-		d = &Domain{Level: level, ID: id, largestCount: map[int]int{}}
+		d = &Domain{Level: level, ID: id, largestCount: map[int]int{}, subs: make([]map[string]int, len(v.levels))}
 		v.domains[level][id] = d
 		v.addFree(d)
 	}
@@ -459,6 +493,7 @@ func (v *DomainIndex) join(level int, id, node string, p *placeOf) {
 	d.nodes[i] = node
 	v.reFree(d, d.Free+p.free)
 	d.countLargest(p.largest, +1)
+	d.countSubs(p, level+1, +1)
 }
 
 func (v *DomainIndex) leave(level int, id, node string, p *placeOf) {
@@ -471,6 +506,7 @@ func (v *DomainIndex) leave(level int, id, node string, p *placeOf) {
 	}
 	v.reFree(d, d.Free-p.free)
 	d.countLargest(p.largest, -1)
+	d.countSubs(p, level+1, -1)
 	if len(d.nodes) == 0 {
 		v.dropFree(d)
 		delete(v.domains[level], id)

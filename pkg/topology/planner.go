@@ -553,19 +553,27 @@ func (s *sim) placeInFinest(pods []int, d *Domain) bool {
 // subDomains are the domains at level under d's nodes with at least need
 // free GPUs, tightest first.
 func (v *DomainIndex) subDomains(d *Domain, level, need int) []*Domain {
-	seen := map[string]bool{}
-	var subs []*Domain
-	for _, node := range d.nodes {
-		id := v.places[node].ids[level]
-		if id == "" || seen[id] {
-			continue
-		}
-		seen[id] = true
-		if sub := v.domains[level][id]; sub != nil && sub.Free >= need {
+	switch {
+	case level == d.Level && d.Free >= need:
+		return []*Domain{d}
+	case level <= d.Level:
+		// A coarser level's domain holds d whole: none is under it.
+		return nil
+	}
+	subs := make([]*Domain, 0, len(d.subs[level]))
+	for id := range d.subs[level] {
+		if sub := v.domains[level][id]; sub != nil && sub.Free >= need && len(sub.nodes) > 0 {
 			subs = append(subs, sub)
 		}
 	}
-	sort.SliceStable(subs, func(a, b int) bool { return subs[a].Free < subs[b].Free })
+	// Tightest first; among equals by their first node's name, so that a
+	// plan does not depend on map order.
+	sort.Slice(subs, func(a, b int) bool {
+		if subs[a].Free != subs[b].Free {
+			return subs[a].Free < subs[b].Free
+		}
+		return subs[a].nodes[0] < subs[b].nodes[0]
+	})
 	return subs
 }
 

@@ -251,6 +251,23 @@ func requireAggregatesMatch(t *testing.T, c *topology.Cluster, v *topology.Domai
 			want[key] = a
 		}
 	}
+	// Each domain's count of member nodes per finer domain, recounted.
+	subs := map[string]map[string]int{}
+	for _, n := range built {
+		place, _ := v.Place(n.Node.Name)
+		for level, id := range place.IDs {
+			for sub := level + 1; sub < len(place.IDs) && id != ""; sub++ {
+				if place.IDs[sub] == "" {
+					continue
+				}
+				key := fmt.Sprint(level, "|", id, "|", sub)
+				if subs[key] == nil {
+					subs[key] = map[string]int{}
+				}
+				subs[key][place.IDs[sub]]++
+			}
+		}
+	}
 	for _, n := range built {
 		place, _ := v.Place(n.Node.Name)
 		for level, id := range place.IDs {
@@ -260,6 +277,13 @@ func requireAggregatesMatch(t *testing.T, c *topology.Cluster, v *topology.Domai
 			free, largest, ok := v.DomainFree(level, n.Node.Name)
 			require.True(t, ok)
 			require.Equal(t, want[fmt.Sprint(level, "|", id)], agg{free, largest}, "level %d domain %s", level, id)
+			for sub := level + 1; sub < len(place.IDs); sub++ {
+				got, wantSubs := v.SubDomainCounts(level, n.Node.Name, sub), subs[fmt.Sprint(level, "|", id, "|", sub)]
+				if len(got) == 0 && len(wantSubs) == 0 {
+					continue
+				}
+				require.Equal(t, wantSubs, got, "level %d domain %s: member nodes per level-%d domain", level, id, sub)
+			}
 		}
 	}
 }
