@@ -338,13 +338,7 @@ func (n *NodeGPUs) Fit(req GPURequest, used Used) (Fit, *Unfit) {
 		}
 		return Fit{}, &Unfit{Reason: reason}
 	}
-	eligible := func(i int) bool {
-		g := n.GPUs[i]
-		if used[i] || (g.MIG && !req.AllowMIG) {
-			return false
-		}
-		return !req.NeedRDMA || (g.RDMAReady && g.NICLevel <= req.MaxNICLevel)
-	}
+	eligible := func(i int) bool { return n.eligible(i, req, used) }
 	var candidates [][]int
 	total := 0
 	for _, island := range n.Islands {
@@ -475,14 +469,30 @@ func (n *NodeGPUs) take(positions []int, count int) Fit {
 		}
 		return ga.NICRateGbps > gb.NICRateGbps
 	})
-	fit := Fit{GPUs: make([]int32, 0, count)}
-	for _, i := range sorted[:count] {
+	return n.fitOf(sorted[:count])
+}
+
+// fitOf is the fit of exactly the GPUs at positions: their indexes and
+// their nearest NICs' totals.
+func (n *NodeGPUs) fitOf(positions []int) Fit {
+	fit := Fit{GPUs: make([]int32, 0, len(positions))}
+	for _, i := range positions {
 		g := n.GPUs[i]
 		fit.GPUs = append(fit.GPUs, g.Index)
 		fit.NICLevelSum += int(min(g.NICLevel, PCIeLevelSYS+1))
 		fit.NICRateSum += int64(g.NICRateGbps)
 	}
 	return fit
+}
+
+// eligible says whether the GPU at position i may take req: free, outside
+// MIG unless allowed, and for RDMA ready with a NIC near enough.
+func (n *NodeGPUs) eligible(i int, req GPURequest, used Used) bool {
+	g := n.GPUs[i]
+	if used[i] || (g.MIG && !req.AllowMIG) {
+		return false
+	}
+	return !req.NeedRDMA || (g.RDMAReady && g.NICLevel <= req.MaxNICLevel)
 }
 
 // nicQuality is the summed NIC level of the count nearest GPUs; lower is better.
@@ -545,71 +555,43 @@ func (n *NodeGPUs) FitOrdered(req GPURequest, used Used, order []DeviceID) (Fit,
 		if len(chosen) == req.Count {
 			break
 		}
-		i, ok := n.Resolve(d)
-		if !ok || used[i] || (n.GPUs[i].MIG && !req.AllowMIG) {
-			continue
+		// The allocator passes over used and MIG devices, not over GPUs
+		// far from a NIC: those are taken, then judged below.
+		if i, ok := n.Resolve(d); ok && !used[i] && (!n.GPUs[i].MIG || req.AllowMIG) {
+			chosen = append(chosen, i)
 		}
-		chosen = append(chosen, i)
 	}
 	if len(chosen) < req.Count {
 		return Fit{}, n.explainShortage(req, used, len(chosen))
 	}
-	indexes := make([]int32, len(chosen))
-	for k, i := range chosen {
-		indexes[k] = n.GPUs[i].Index
-	}
-	if req.NeedRDMA {
-		for _, i := range chosen {
-			if g := n.GPUs[i]; !g.RDMAReady || g.NICLevel > req.MaxNICLevel {
-				return Fit{}, &Unfit{Resolvable: true, Reason: fmt.Sprintf(
-					"the DRA allocator takes the first free GPUs in its ResourceSlice's order, %v, and GPU %d has no NIC at %s or nearer ready for GPUDirect RDMA",
-					indexes, g.Index, req.MaxNICLevel)}
-			}
+	fit := n.fitOf(chosen)
+	picked := fmt.Sprintf("the DRA allocator takes the first free GPUs in its ResourceSlice's order, %v", fit.GPUs)
+	took := map[int]int{}
+	for _, i := range chosen {
+		if !n.eligible(i, req, used) {
+			return Fit{}, &Unfit{Resolvable: true, Reason: fmt.Sprintf("%s, and GPU %d has no NIC at %s or nearer ready for GPUDirect RDMA",
+				picked, n.GPUs[i].Index, req.MaxNICLevel)}
 		}
+		took[n.GPUs[i].Island]++
 	}
-	islandOf := make([]int, len(n.GPUs))
+	fit.OneIsland = len(took) == 1
 	for k, island := range n.Islands {
+		free := 0
 		for _, i := range island {
-			islandOf[i] = k
-		}
-	}
-	touched := map[int]int{}
-	for _, i := range chosen {
-		touched[islandOf[i]]++
-	}
-	fit := Fit{GPUs: indexes, OneIsland: len(touched) == 1}
-	for _, i := range chosen {
-		g := n.GPUs[i]
-		fit.NICLevelSum += int(min(g.NICLevel, PCIeLevelSYS+1))
-		fit.NICRateSum += int64(g.NICRateGbps)
-	}
-	free := func(island []int) int {
-		f := 0
-		for _, i := range island {
-			if !used[i] && (!n.GPUs[i].MIG || req.AllowMIG) {
-				f++
+			if n.eligible(i, req, used) {
+				free++
 			}
 		}
-		return f
-	}
-	for k, took := range touched {
-		f := free(n.Islands[k])
-		if fit.OneIsland {
-			fit.IslandFree = f
+		if !fit.OneIsland || took[k] > 0 {
+			fit.IslandFree += free
 		}
-		if f == len(n.Islands[k]) && took < f {
+		if took[k] > 0 && free == len(island) && took[k] < free {
 			fit.WholeIslandsBroken++
-		}
-	}
-	if !fit.OneIsland {
-		for _, island := range n.Islands {
-			fit.IslandFree += free(island)
 		}
 	}
 	if !fit.OneIsland && req.Count > 1 && req.Island == IslandRequired {
 		return Fit{}, &Unfit{Resolvable: true, Reason: fmt.Sprintf(
-			"the DRA allocator takes the first free GPUs in its ResourceSlice's order, %v, which span %d NVLink islands (a matchAttribute constraint in the claim keeps them on one)",
-			indexes, len(touched))}
+			"%s, which span %d NVLink islands (a matchAttribute constraint in the claim keeps them on one)", picked, len(took))}
 	}
 	return fit, nil
 }

@@ -1,6 +1,7 @@
 package topology_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -295,6 +296,38 @@ func TestFitInAllocationOrder(t *testing.T) {
 			require.Equal(t, tc.islandFree, fit.IslandFree)
 		})
 	}
+	// A driver need not list GPUs by index: in reverse order, with GPU 7
+	// held, the allocator takes 6 and 5, one from each of two pairs.
+	t.Run("order other than the index", func(t *testing.T) {
+		gpus, nt := compile(t, "{name: gpu-node, shape: h100-nvl, allocatedGPUs: [7]}")
+		used := gpus.NewUsed(topologysource.ReportOf(nt).Allocations, nil)
+		order := inOrder(nt)
+		slices.Reverse(order)
+		_, unfit := gpus.FitOrdered(req(2, firstFit), used, order)
+		require.NotNil(t, unfit)
+		require.Contains(t, unfit.Reason, "order, [6 5], which span 2 NVLink islands")
+		gpus2, nt2 := compile(t, "{name: gpu-node, shape: h100-nvl, allocatedGPUs: [6, 7]}")
+		order = inOrder(nt2)
+		slices.Reverse(order)
+		fit, unfit := gpus2.FitOrdered(req(2, firstFit), gpus2.NewUsed(topologysource.ReportOf(nt2).Allocations, nil), order)
+		require.Nil(t, unfit)
+		require.Equal(t, []int32{5, 4}, fit.GPUs)
+		require.True(t, fit.OneIsland)
+	})
+	// RDMA: on H100 NVL each NIC sits at PXB from the first pair of its
+	// socket and at NODE from the second. With GPUs 0 and 1 held the
+	// allocator takes 2 and 3, a whole pair but with no NIC at PXB; tandem's
+	// own choice would be the pair 4, 5.
+	t.Run("RDMA with the picked GPUs far from a NIC", func(t *testing.T) {
+		gpus, nt := compile(t, "{name: gpu-node, shape: h100-nvl, allocatedGPUs: [0, 1]}")
+		used := gpus.NewUsed(topologysource.ReportOf(nt).Allocations, nil)
+		_, unfit := gpus.FitOrdered(req(2, firstFit, rdma), used, inOrder(nt))
+		require.NotNil(t, unfit)
+		require.Contains(t, unfit.Reason, "order, [2 3], and GPU 2 has no NIC at PXB or nearer ready for GPUDirect RDMA")
+		own, unfit := gpus.FitOrdered(req(2, rdma), used, inOrder(nt))
+		require.Nil(t, unfit)
+		require.ElementsMatch(t, []int32{4, 5}, own.GPUs)
+	})
 	t.Run("too few free in the order", func(t *testing.T) {
 		gpus, nt := compile(t, "{name: gpu-node, shape: hgx-h100, allocatedGPUs: [0, 1, 2, 3, 4, 5, 6]}")
 		used := gpus.NewUsed(topologysource.ReportOf(nt).Allocations, nil)
