@@ -47,12 +47,8 @@ type DRA struct {
 	slices  map[string][]poolDevice
 	// gpus counts the driver's GPU devices per node.
 	gpus map[string]int
-	// order is each slice's GPU devices in the slice's order, nodeSlices
-	// the slices publishing GPUs on each node, and sliceNode the node of
-	// each of those slices.
-	order      map[string][]topology.DeviceID
+	// nodeSlices are the slices publishing GPUs on each node.
 	nodeSlices map[string]sets.Set[string]
-	sliceNode  map[string]string
 	// pending are allocated claims whose devices no known slice names yet.
 	pending map[string]*resourcev1.ResourceClaim
 }
@@ -85,9 +81,7 @@ func NewDRA(logger klog.Logger, cfg DRAConfig, inf DRAInformers, cluster *topolo
 		devices:    map[poolDevice]sliceDevice{},
 		slices:     map[string][]poolDevice{},
 		gpus:       map[string]int{},
-		order:      map[string][]topology.DeviceID{},
 		nodeSlices: map[string]sets.Set[string]{},
-		sliceNode:  map[string]string{},
 		pending:    map[string]*resourcev1.ResourceClaim{},
 	}
 	if _, err := inf.ResourceSlices().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -139,6 +133,9 @@ func (d *DRA) setSlice(obj interface{}, deleted bool) {
 		return
 	}
 	d.mu.Lock()
+	// The nodes whose GPUs the slice published before and after: their
+	// allocation order is told to the model again.
+	touched := map[string]bool{}
 	for _, k := range d.slices[slice.Name] {
 		if sd, ok := d.devices[k]; ok {
 			if sd.gpu {
@@ -146,20 +143,15 @@ func (d *DRA) setSlice(obj interface{}, deleted bool) {
 				if d.gpus[sd.node] <= 0 {
 					delete(d.gpus, sd.node)
 				}
+				if names := d.nodeSlices[sd.node]; names.Delete(slice.Name).Len() == 0 {
+					delete(d.nodeSlices, sd.node)
+				}
+				touched[sd.node] = true
 			}
 			delete(d.devices, k)
 		}
 	}
 	delete(d.slices, slice.Name)
-	delete(d.order, slice.Name)
-	touched := map[string]bool{}
-	if n, ok := d.sliceNode[slice.Name]; ok {
-		touched[n] = true
-		if names := d.nodeSlices[n]; names.Delete(slice.Name).Len() == 0 {
-			delete(d.nodeSlices, n)
-		}
-		delete(d.sliceNode, slice.Name)
-	}
 	node := ""
 	if slice.Spec.NodeName != nil {
 		node = *slice.Spec.NodeName
@@ -176,20 +168,16 @@ func (d *DRA) setSlice(obj interface{}, deleted bool) {
 				id: topology.DeviceID{UUID: d.attribute(dev, uuidAttributes), PCIBusID: d.attribute(dev, pciAttributes)}}
 			if sd.gpu {
 				d.gpus[node]++
-				d.order[slice.Name] = append(d.order[slice.Name], sd.id)
+				if d.nodeSlices[node] == nil {
+					d.nodeSlices[node] = sets.New[string]()
+				}
+				d.nodeSlices[node].Insert(slice.Name)
+				touched[node] = true
 			}
 			d.devices[k] = sd
 			keys = append(keys, k)
 		}
 		d.slices[slice.Name] = keys
-		if len(d.order[slice.Name]) > 0 {
-			if d.nodeSlices[node] == nil {
-				d.nodeSlices[node] = sets.New[string]()
-			}
-			d.nodeSlices[node].Insert(slice.Name)
-			d.sliceNode[slice.Name] = node
-			touched[node] = true
-		}
 	}
 	orders := make(map[string][]topology.DeviceID, len(touched))
 	for n := range touched {
@@ -280,7 +268,13 @@ func (d *DRA) allocationOrderLocked(node string) []topology.DeviceID {
 	if names.Len() != 1 {
 		return nil
 	}
-	return d.order[names.UnsortedList()[0]]
+	var order []topology.DeviceID
+	for _, k := range d.slices[names.UnsortedList()[0]] {
+		if sd := d.devices[k]; sd.gpu {
+			order = append(order, sd.id)
+		}
+	}
+	return order
 }
 
 // NodeGPUs is the number of GPU devices the driver publishes on node.

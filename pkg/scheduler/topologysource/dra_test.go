@@ -266,3 +266,50 @@ func TestDRAClaimAndAgentReportCountEachGPUOnce(t *testing.T) {
 		}
 	}
 }
+
+// The model fits first-fit DRA requests in the order of the one slice that
+// publishes a node's GPUs; a second slice with GPUs on the node makes the
+// order unknown (the allocator's order across slices is not the
+// informer's), and deleting it makes it known again.
+func TestDRATellsTheModelTheAllocationOrder(t *testing.T) {
+	c, err := clusterdesc.Parse([]byte("nodes: [{name: nvl-0, shape: h100-nvl, leaf: l1, allocatedGPUs: [0]}]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := c.Build(time.Now())
+	cluster := topology.NewCluster()
+	cluster.SetNodeLabels("nvl-0", nodes[0].Node.Labels)
+	cluster.SetReport("nvl-0", ReportOf(nodes[0].Topology))
+	d, _ := newTestDRA(t, cluster)
+	tp2 := topology.GPURequest{Count: 2, Island: topology.IslandRequired, MaxNICLevel: topology.PCIeLevelPXB, FirstFit: true}
+	fits := func() bool {
+		_, unfit, _, ok := cluster.Fit("nvl-0", tp2)
+		if !ok {
+			t.Fatal("nvl-0 is not in the model")
+		}
+		return unfit == nil
+	}
+	if !fits() {
+		t.Fatal("with no slice known, tandem's own pick (a free pair) should fit")
+	}
+	slice := clusterdesc.NVIDIAResourceSlice(nodes[0].Topology)
+	d.setSlice(slice, false)
+	if fits() {
+		t.Fatal("in the slice's order the allocator takes GPUs 1 and 2, across two pairs: want no fit")
+	}
+	other := slice.DeepCopy()
+	other.Name += "-extra"
+	other.Spec.Pool.Name += "-extra"
+	d.setSlice(other, false)
+	if !fits() {
+		t.Fatal("with two slices publishing GPUs on the node the order is unknown: want tandem's own pick")
+	}
+	d.setSlice(other, true)
+	if fits() {
+		t.Fatal("the second slice deleted, the first one's order applies again")
+	}
+	d.setSlice(slice, true)
+	if !fits() {
+		t.Fatal("every slice deleted, no order is left")
+	}
+}
