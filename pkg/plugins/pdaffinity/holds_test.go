@@ -36,8 +36,8 @@ func allHolds(u *unitPlans, except string) []topology.UnitPod {
 	return out
 }
 
-// Units are planned (as planFor and poolPlan do), their pods reserved,
-// unreserved and bound (through the plugin's own calls), failed and
+// Units are planned, their pods reserved, unreserved and bound (through
+// the plugin's own calls), failed and
 // replanned in random order, as the scheduler's cycles and binding
 // goroutines interleave them; after each step the holds a new plan sees are
 // those of every unit, whichever units the index has pruned.
@@ -58,8 +58,7 @@ func TestHoldsMatchEveryUnitsPlans(t *testing.T) {
 			spec.Pods = append(spec.Pods, topology.UnitPod{Name: name, Prefill: i%2 == 0, Request: topology.GPURequest{Count: 1 + i%4}})
 			p.Nodes[name] = fmt.Sprintf("node-%d", rng.IntN(20))
 		}
-		up.setPlan(p, spec)
-		u.open.Insert(key)
+		u.setPlan(key, up, p, spec)
 	}
 	pick := func() (string, *unitPlan, string) {
 		keys := make([]string, 0, len(u.byUnit))

@@ -63,8 +63,10 @@ type unitPlan struct {
 	pods map[string]topology.UnitPod
 }
 
-// setPlan makes plan the unit's, remembering what each of its pods asks.
-func (up *unitPlan) setPlan(plan *topology.Plan, spec topology.UnitSpec) {
+// setPlan makes plan the unit key's, remembering what each of its pods
+// asks, and opens the unit for holds. Callers hold mu.
+func (u *unitPlans) setPlan(key string, up *unitPlan, plan *topology.Plan, spec topology.UnitSpec) {
+	u.open.Insert(key)
 	up.plan = plan
 	up.pods = make(map[string]topology.UnitPod, len(spec.Pods))
 	for _, p := range spec.Pods {
@@ -198,8 +200,7 @@ func (pl *PDAffinity) planFor(ctx context.Context, pod *v1.Pod, m Member, requir
 			}
 			return nil, nil
 		}
-		up.setPlan(plan, spec)
-		pl.plans.open.Insert(key)
+		pl.plans.setPlan(key, up, plan, spec)
 		metrics.Planned(metrics.ModeReplica, trigger)
 		logger.V(4).Info("Planned the unit", "unit", m.unitName(), "pods", len(plan.Nodes), "level", pl.levelName(plan.Level),
 			"domain", plan.Domain, "optimal", plan.Optimal(), "evaluated", plan.Evaluated)

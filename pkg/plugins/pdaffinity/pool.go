@@ -193,8 +193,7 @@ func (pl *PDAffinity) poolPlan(ctx context.Context, pod *v1.Pod, m Member, s *pr
 	pl.plans.seq++
 	key := fmt.Sprintf("%s/pool:%s#%d", pod.Namespace, m.Group, pl.plans.seq)
 	up := pl.plans.get(key)
-	up.setPlan(plan, spec)
-	pl.plans.open.Insert(key)
+	pl.plans.setPlan(key, up, plan, spec)
 	metrics.Planned(metrics.ModePool, metrics.TriggerFirst)
 	up.attempts[me] = 1
 	for _, p := range spec.Pods {
