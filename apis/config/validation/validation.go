@@ -48,31 +48,9 @@ func ValidateNVLinkTopoArgs(path *field.Path, args *config.NVLinkTopoArgs) error
 	if !sets.New(pcieLevels...).Has(string(args.MaxPCIeLevel)) {
 		errs = append(errs, field.NotSupported(path.Child("maxPCIeLevel"), args.MaxPCIeLevel, pcieLevels))
 	}
-	classes := sets.New[string]()
-	for i, name := range args.DRADeviceClassNames {
-		p := path.Child("draDeviceClassNames").Index(i)
-		for _, msg := range utilvalidation.IsDNS1123Subdomain(name) {
-			errs = append(errs, field.Invalid(p, name, msg))
-		}
-		if classes.Has(name) {
-			errs = append(errs, field.Duplicate(p, name))
-		}
-		classes.Insert(name)
-	}
-	rdmaClasses := sets.New[string]()
-	for i, name := range args.DRARDMADeviceClassNames {
-		p := path.Child("draRDMADeviceClassNames").Index(i)
-		for _, msg := range utilvalidation.IsDNS1123Subdomain(name) {
-			errs = append(errs, field.Invalid(p, name, msg))
-		}
-		switch {
-		case rdmaClasses.Has(name):
-			errs = append(errs, field.Duplicate(p, name))
-		case classes.Has(name):
-			errs = append(errs, field.Invalid(p, name, "is also in draDeviceClassNames: a class is either GPUs or RDMA NICs"))
-		}
-		rdmaClasses.Insert(name)
-	}
+	classes, classErrs := deviceClassNames(path.Child("draDeviceClassNames"), args.DRADeviceClassNames, nil)
+	_, rdmaErrs := deviceClassNames(path.Child("draRDMADeviceClassNames"), args.DRARDMADeviceClassNames, classes)
+	errs = append(append(errs, classErrs...), rdmaErrs...)
 	if len(args.DRADeviceClassNames) > 0 {
 		for _, msg := range utilvalidation.IsDNS1123Subdomain(args.DRADriverName) {
 			errs = append(errs, field.Invalid(path.Child("draDriverName"), args.DRADriverName, msg))
@@ -173,4 +151,26 @@ func ValidateGangArgs(path *field.Path, args *config.GangArgs) error {
 		errs = append(errs, field.Invalid(path.Child("podGroupRejectPercentage"), p, "must be between 0 and 100"))
 	}
 	return errs.ToAggregate()
+}
+
+// deviceClassNames checks a list of DeviceClass names: each a DNS
+// subdomain, none twice, none in taken (another list's). It returns the
+// names as a set.
+func deviceClassNames(path *field.Path, names []string, taken sets.Set[string]) (sets.Set[string], field.ErrorList) {
+	var errs field.ErrorList
+	seen := sets.New[string]()
+	for i, name := range names {
+		p := path.Index(i)
+		for _, msg := range utilvalidation.IsDNS1123Subdomain(name) {
+			errs = append(errs, field.Invalid(p, name, msg))
+		}
+		switch {
+		case seen.Has(name):
+			errs = append(errs, field.Duplicate(p, name))
+		case taken.Has(name):
+			errs = append(errs, field.Invalid(p, name, "is also in draDeviceClassNames: a class is either GPUs or RDMA NICs"))
+		}
+		seen.Insert(name)
+	}
+	return seen, errs
 }
